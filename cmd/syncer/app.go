@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	stdsync "sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"syncer/store"
+	"syncer/sync"
+	"syncer/sync/estateguru"
+	"syncer/sync/everreal"
+	"syncer/sync/provider"
+)
+
+// app is the wiring every command shares: configuration, logger, store and
+// provider clients.
+type app struct {
+	cfg   *Config
+	log   *slog.Logger
+	store *store.Store
+
+	client   *http.Client
+	mu       stdsync.Mutex
+	policies map[string]*provider.HTTP // per provider host: its own rate limit
+}
+
+// newApp loads the configuration (a bad one is errConfig: exit 2, nothing
+// touched) and sets up logging. It does not open the store.
+func newApp(e env) (*app, error) {
+	cfg, err := loadConfig()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errConfig, err)
+	}
+	a := &app{cfg: cfg, policies: map[string]*provider.HTTP{}}
+	a.log = newLogger(e.stderr, cfg.LogLevel, cfg.LogFormat, cfg.secrets())
+	a.client = newHTTPClient(cfg)
+	return a, nil
+}
+
+// secrets lists the configured secret values, for the log backstop.
+func (c *Config) secrets() []string {
+	var out []string
+	for _, s := range []provider.Secret{c.EverRealClientSecret, c.EstateGuruClientSecret} {
+		if !s.IsZero() {
+			out = append(out, s.Reveal())
+		}
+	}
+	return out
+}
+
+func (a *app) openStore(ctx context.Context) error {
+	st, err := store.Open(ctx, a.cfg.DataDir, store.Options{TokenKey: a.cfg.TokenKey})
+	if err != nil {
+		return err
+	}
+	a.store = st
+	return nil
+}
+
+func (a *app) close() {
+	if a.store != nil {
+		a.store.Close()
+	}
+	a.client.CloseIdleConnections()
+}
+
+// newHTTPClient is the one keep-alive pool for every provider host, with
+// per-host connection caps so SYNCER_CONCURRENCY never opens more than that
+// many connections to one host.
+func newHTTPClient(cfg *Config) *http.Client {
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: cfg.HTTPTimeout,
+		MaxIdleConns:          4 * cfg.Concurrency,
+		MaxIdleConnsPerHost:   cfg.Concurrency,
+		MaxConnsPerHost:       cfg.Concurrency,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+	return &http.Client{
+		Transport: tr,
+		// An API answering with a redirect is answering something else (a
+		// login page, a maintenance page); never follow it with a token.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// policy returns the HTTP call policy for a provider base URL: shared pool,
+// per-host rate limit.
+func (a *app) policy(baseURL string) *provider.HTTP {
+	host := baseURL
+	if u, err := url.Parse(baseURL); err == nil {
+		host = u.Host
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if p, ok := a.policies[host]; ok {
+		return p
+	}
+	p := &provider.HTTP{
+		Client:        a.client,
+		Timeout:       a.cfg.HTTPTimeout,
+		Retries:       a.cfg.Retries,
+		Backoff:       500 * time.Millisecond,
+		MaxBackoff:    30 * time.Second,
+		MaxRetryAfter: 2 * time.Minute,
+	}
+	if a.cfg.RateLimit > 0 {
+		burst := max(1, int(a.cfg.RateLimit))
+		p.Limiter = rate.NewLimiter(rate.Limit(a.cfg.RateLimit), burst)
+	}
+	a.policies[host] = p
+	return p
+}
+
+func (a *app) everReal(baseURL string) *everreal.Client {
+	return &everreal.Client{
+		BaseURL:      baseURL,
+		ClientID:     a.cfg.EverRealClientID,
+		ClientSecret: a.cfg.EverRealClientSecret,
+		HTTP:         a.policy(baseURL),
+	}
+}
+
+func (a *app) estateGuru(baseURL string) *estateguru.Client {
+	return &estateguru.Client{
+		BaseURL:      baseURL,
+		ClientID:     a.cfg.EstateGuruClientID,
+		ClientSecret: a.cfg.EstateGuruClientSecret,
+		HTTP:         a.policy(baseURL),
+	}
+}
+
+func (a *app) syncer() *sync.Syncer {
+	clients := sync.Clients{}
+	if a.cfg.EverRealClientID != "" {
+		clients.EverReal = func(u string) sync.EverReal { return a.everReal(u) }
+	}
+	if a.cfg.EstateGuruClientID != "" {
+		clients.EstateGuru = func(u string) sync.EstateGuru { return a.estateGuru(u) }
+	}
+	return &sync.Syncer{
+		Store:       a.store,
+		Clients:     clients,
+		Log:         a.log,
+		Concurrency: a.cfg.Concurrency,
+		Period:      a.cfg.SnapshotPeriod,
+		LockWait:    a.cfg.LockTimeout,
+	}
+}

@@ -1,0 +1,401 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"syncer/store"
+	"syncer/sync/estateguru"
+	"syncer/sync/everreal"
+	"syncer/sync/provider"
+)
+
+func cmdConnect(e env, args []string) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return usagef("connect needs a provider: syncer connect everreal ... or syncer connect estateguru ...")
+	}
+	switch args[0] {
+	case everreal.Name:
+		return connectEverReal(e, args[1:])
+	case estateguru.Name:
+		return connectEstateGuru(e, args[1:])
+	}
+	return usagef("connect: unknown provider %q (everreal or estateguru)", args[0])
+}
+
+// everRealBase picks the base URL from -subdomain or -url, exactly one.
+func everRealBase(subdomain, rawURL string) (string, error) {
+	switch {
+	case subdomain != "" && rawURL != "":
+		return "", usagef("give -subdomain or -url, not both")
+	case subdomain != "":
+		u, err := everreal.BaseURLForSubdomain(subdomain)
+		if err != nil {
+			return "", usagef("-subdomain: %v", err)
+		}
+		return u, nil
+	case rawURL != "":
+		u, err := normalizeBaseURL(rawURL)
+		if err != nil {
+			return "", usagef("-url: %v", err)
+		}
+		return u, nil
+	}
+	return "", usagef("EverReal needs -subdomain S (for https://S.everreal.co) or -url U")
+}
+
+func checkName(name string) error {
+	if strings.TrimSpace(name) == "" {
+		return usagef("-name is required: the connection's name, as it will appear in reports")
+	}
+	if len(name) > 100 || strings.ContainsAny(name, "\x00\n\r\t") {
+		return usagef("-name %q: at most 100 characters, no control characters", name)
+	}
+	return nil
+}
+
+func connectEverReal(e env, args []string) error {
+	fs := newFlagSet("connect everreal", e)
+	name := fs.String("name", "", "connection name")
+	subdomain := fs.String("subdomain", "", "your EverReal subdomain (https://SUBDOMAIN.everreal.co)")
+	rawURL := fs.String("url", "", "EverReal base URL instead of -subdomain")
+	username := fs.String("username", "", "EverReal login e-mail (password grant)")
+	web := fs.Bool("web", false, "log in through the browser (authorization code with PKCE) instead of a password")
+	timeout := fs.Duration("timeout", 5*time.Minute, "with -web: how long to wait for the browser")
+	if err := parseFlags(fs, e, args); err != nil {
+		return err
+	}
+	if err := checkName(*name); err != nil {
+		return err
+	}
+	base, err := everRealBase(*subdomain, *rawURL)
+	if err != nil {
+		return err
+	}
+	if !*web && *username == "" {
+		return usagef("connect everreal needs -username EMAIL (or -web to log in through the browser)")
+	}
+	a, err := newApp(e)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if a.cfg.EverRealClientID == "" {
+		return fmt.Errorf("%w: SYNCER_EVERREAL_CLIENT_ID and SYNCER_EVERREAL_CLIENT_SECRET are not set (EverReal issues them to you)", errConfig)
+	}
+	// Open the store before logging in: a login whose tokens cannot be
+	// saved would only evict one of the account's 50 stored tokens.
+	if err := a.openStore(e.ctx); err != nil {
+		return err
+	}
+	client := a.everReal(base)
+	var tok provider.Token
+	if *web {
+		tok, err = everRealWebLogin(e, client, *timeout)
+	} else {
+		var password provider.Secret
+		password, err = readSecret(e, fmt.Sprintf("EverReal password for %s: ", *username))
+		if err == nil {
+			tok, err = client.PasswordGrant(e.ctx, *username, password)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return saveConnection(e, a, *name, everreal.Name, base, tok)
+}
+
+func saveConnection(e env, a *app, name, providerName, base string, tok provider.Token) error {
+	existing, err := a.store.ConnectionByName(e.ctx, name)
+	reconnect := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	c, err := a.store.Connect(e.ctx, name, providerName, base, tok)
+	if err != nil {
+		return err
+	}
+	verb := "connected"
+	if reconnect {
+		verb = fmt.Sprintf("re-connected (was %s; history kept)", existing.State)
+	}
+	fmt.Fprintf(e.stdout, "%s %s: %s\n", providerName, c.Name, verb)
+	if !tok.RefreshExpiresAt.IsZero() {
+		fmt.Fprintf(e.stdout, "  the login lasts until %s; re-connect before then\n", tok.RefreshExpiresAt.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintln(e.stdout, "  run `syncer -once` to take a first snapshot")
+	return nil
+}
+
+// readSecret reads a password from a no-echo prompt on a terminal, or one
+// line of stdin when piped. Never from argv or the environment.
+func readSecret(e env, prompt string) (provider.Secret, error) {
+	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(e.stderr, prompt)
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(e.stderr)
+		if err != nil {
+			return "", fmt.Errorf("reading the password: %w", err)
+		}
+		if len(b) == 0 {
+			return "", usagef("empty password")
+		}
+		return provider.Secret(b), nil
+	}
+	line, err := bufio.NewReader(io.LimitReader(e.stdin, 64<<10)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("reading the password from stdin: %w", err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", usagef("no password on stdin (pipe it in, or run on a terminal to be prompted)")
+	}
+	return provider.Secret(line), nil
+}
+
+// everRealWebLogin runs the authorization-code flow with PKCE (S256) and a
+// state value, receiving the code on a loopback listener on a free port.
+func everRealWebLogin(e env, client *everreal.Client, timeout time.Duration) (provider.Token, error) {
+	verifier := randomString(48)
+	sum := sha256.Sum256([]byte(verifier))
+	challenge := base64.RawURLEncoding.EncodeToString(sum[:])
+	state := randomString(24)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return provider.Token{}, fmt.Errorf("opening a loopback listener for the redirect: %w", err)
+	}
+	redirect := fmt.Sprintf("http://%s/callback", ln.Addr())
+	type result struct {
+		code string
+		err  error
+	}
+	got := make(chan result, 1)
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/callback" {
+			http.NotFound(w, r)
+			return
+		}
+		q := r.URL.Query()
+		var res result
+		switch {
+		case q.Get("state") != state:
+			res.err = errors.New("everreal: the browser came back with a different state value; start again")
+		case q.Get("error") != "":
+			res.err = fmt.Errorf("everreal: login refused: %s %s", cleanParam(q.Get("error")), cleanParam(q.Get("error_description")))
+		case q.Get("code") == "":
+			res.err = errors.New("everreal: the browser came back without a code")
+		default:
+			res.code = q.Get("code")
+		}
+		if res.err != nil {
+			http.Error(w, "syncer: "+res.err.Error(), http.StatusBadRequest)
+		} else {
+			fmt.Fprintln(w, "syncer: logged in. You can close this window.")
+		}
+		select {
+		case got <- res:
+		default:
+		}
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	fmt.Fprintf(e.stdout, "Open this address in a browser and log in to EverReal:\n\n  %s\n\nWaiting up to %s for the login...\n",
+		client.AuthorizeURL(redirect, state, challenge), timeout)
+	ctx, cancel := context.WithTimeout(e.ctx, timeout)
+	defer cancel()
+	select {
+	case <-ctx.Done():
+		return provider.Token{}, fmt.Errorf("everreal: no login arrived within %s (raise -timeout, or use the password grant with -username)", timeout)
+	case res := <-got:
+		if res.err != nil {
+			return provider.Token{}, res.err
+		}
+		return client.ExchangeCode(e.ctx, res.code, redirect, verifier)
+	}
+}
+
+func cleanParam(s string) string {
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func connectEstateGuru(e env, args []string) error {
+	fs := newFlagSet("connect estateguru", e)
+	name := fs.String("name", "", "connection name")
+	rawURL := fs.String("url", "", "EstateGuru base URL (default SYNCER_ESTATEGURU_URL)")
+	redirectURL := fs.String("redirect-url", "", "redirect URL registered with EstateGuru (default: a loopback listener on a free port)")
+	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait for the browser, if EstateGuru sends you to a page")
+	if err := parseFlags(fs, e, args); err != nil {
+		return err
+	}
+	if err := checkName(*name); err != nil {
+		return err
+	}
+	a, err := newApp(e)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	base := a.cfg.EstateGuruURL
+	if *rawURL != "" {
+		base = *rawURL
+	}
+	if base, err = normalizeBaseURL(base); err != nil {
+		return usagef("-url: %v", err)
+	}
+	if a.cfg.EstateGuruClientID == "" {
+		return fmt.Errorf("%w: SYNCER_ESTATEGURU_CLIENT_ID and SYNCER_ESTATEGURU_CLIENT_SECRET are not set (EstateGuru issues them to you)", errConfig)
+	}
+	if err := a.openStore(e.ctx); err != nil {
+		return err
+	}
+	client := a.estateGuru(base)
+
+	// Without a registered redirect URL, listen on loopback so that an
+	// answer sending the person to a page can come back to us.
+	var callbacks chan url.Values
+	redirect := *redirectURL
+	if redirect == "" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("opening a loopback listener for the redirect: %w", err)
+		}
+		redirect = fmt.Sprintf("http://%s/callback", ln.Addr())
+		callbacks = make(chan url.Values, 1)
+		srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/callback" {
+				http.NotFound(w, r)
+				return
+			}
+			_ = r.ParseForm()
+			fmt.Fprintln(w, "syncer: received. You can close this window.")
+			select {
+			case callbacks <- r.Form:
+			default:
+			}
+		})}
+		go srv.Serve(ln)
+		defer srv.Close()
+	}
+	auth, err := client.Authorize(e.ctx, redirect)
+	if err != nil {
+		return err
+	}
+	tok := auth.Token
+	if tok.Refresh.IsZero() {
+		if auth.RedirectTo == "" {
+			return errors.New("estateguru: authorize answered neither tokens nor a page to open")
+		}
+		fmt.Fprintf(e.stdout, "Open this address in a browser and approve syncer at EstateGuru:\n\n  %s\n\n", auth.RedirectTo)
+		if callbacks == nil {
+			return fmt.Errorf("estateguru: the tokens will arrive at %s; run without -redirect-url to receive them here", redirect)
+		}
+		fmt.Fprintf(e.stdout, "Waiting up to %s...\n", *timeout)
+		ctx, cancel := context.WithTimeout(e.ctx, *timeout)
+		defer cancel()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("estateguru: no approval arrived within %s (raise -timeout and try again)", *timeout)
+		case q := <-callbacks:
+			if tok, err = client.ParseCallback(q, auth.RequestID); err != nil {
+				return err
+			}
+		}
+	}
+	return saveConnection(e, a, *name, estateguru.Name, base, tok)
+}
+
+// cmdImport stores a refresh token obtained elsewhere, read from stdin. The
+// token is checked with one refresh before anything is stored.
+func cmdImport(e env, args []string) error {
+	fs := newFlagSet("import", e)
+	providerName := fs.String("provider", "", "everreal or estateguru")
+	name := fs.String("name", "", "connection name")
+	rawURL := fs.String("url", "", "provider base URL")
+	subdomain := fs.String("subdomain", "", "EverReal subdomain instead of -url")
+	if err := parseFlags(fs, e, args); err != nil {
+		return err
+	}
+	if err := checkName(*name); err != nil {
+		return err
+	}
+	if *providerName != everreal.Name && *providerName != estateguru.Name {
+		return usagef("import needs -provider everreal or -provider estateguru")
+	}
+	var base string
+	var err error
+	if *providerName == everreal.Name {
+		if base, err = everRealBase(*subdomain, *rawURL); err != nil {
+			return err
+		}
+	} else if *subdomain != "" {
+		return usagef("-subdomain is for EverReal; EstateGuru takes -url")
+	}
+	a, err := newApp(e)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if *providerName == estateguru.Name {
+		base = a.cfg.EstateGuruURL
+		if *rawURL != "" {
+			base = *rawURL
+		}
+		if base, err = normalizeBaseURL(base); err != nil {
+			return usagef("-url: %v", err)
+		}
+	}
+	refresh, err := readSecret(env{ctx: e.ctx, stdin: e.stdin, stdout: e.stdout, stderr: e.stderr}, "refresh token: ")
+	if err != nil {
+		return err
+	}
+	if err := a.openStore(e.ctx); err != nil {
+		return err
+	}
+	var tok provider.Token
+	switch *providerName {
+	case everreal.Name:
+		if a.cfg.EverRealClientID == "" {
+			return fmt.Errorf("%w: SYNCER_EVERREAL_CLIENT_ID and SYNCER_EVERREAL_CLIENT_SECRET are not set", errConfig)
+		}
+		tok, err = a.everReal(base).Refresh(e.ctx, refresh)
+	case estateguru.Name:
+		if a.cfg.EstateGuruClientID == "" {
+			return fmt.Errorf("%w: SYNCER_ESTATEGURU_CLIENT_ID and SYNCER_ESTATEGURU_CLIENT_SECRET are not set", errConfig)
+		}
+		tok, err = a.estateGuru(base).Refresh(e.ctx, refresh)
+	}
+	if err != nil {
+		return fmt.Errorf("the token was not imported: %w", err)
+	}
+	return saveConnection(e, a, *name, *providerName, base, tok)
+}

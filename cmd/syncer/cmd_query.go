@@ -1,0 +1,216 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"syncer/store"
+)
+
+func cmdQuery(e env, args []string) error {
+	fs := newFlagSet("query", e)
+	format := fs.String("format", "table", "table, csv or json")
+	if err := parseFlags(fs, e, args); err != nil {
+		return err
+	}
+	switch *format {
+	case "table", "csv", "json":
+	default:
+		return usagef("query: -format %q: use table, csv or json", *format)
+	}
+	query := strings.Join(fs.Args(), " ")
+	if strings.TrimSpace(query) == "" {
+		b, err := io.ReadAll(io.LimitReader(e.stdin, 1<<20))
+		if err != nil {
+			return fmt.Errorf("reading SQL from stdin: %w", err)
+		}
+		query = string(b)
+	}
+	if strings.TrimSpace(query) == "" {
+		return usagef("query needs SQL, as an argument or on stdin")
+	}
+	a, err := newApp(e)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	db, err := store.OpenReports(e.ctx, a.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(e.ctx, query)
+	if err != nil {
+		return fmt.Errorf("query: %v", err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return fmt.Errorf("query: %v", err)
+	}
+	var w rowWriter
+	switch *format {
+	case "csv":
+		w = &csvWriter{w: csv.NewWriter(e.stdout)}
+	case "json":
+		w = &jsonWriter{w: e.stdout}
+	default:
+		w = &tableWriter{w: newTabWriter(e.stdout)}
+	}
+	if err := w.header(cols); err != nil {
+		return err
+	}
+	vals := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return fmt.Errorf("query: %v", err)
+		}
+		if err := w.row(cols, vals); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("query: %v", err)
+	}
+	return w.end()
+}
+
+type rowWriter interface {
+	header(cols []string) error
+	row(cols []string, vals []any) error
+	end() error
+}
+
+// text renders a value for table and CSV output; NULL is empty.
+func text(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case []byte:
+		return string(x)
+	case string:
+		return x
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case bool:
+		if x {
+			return "1"
+		}
+		return "0"
+	}
+	return fmt.Sprint(v)
+}
+
+type tableWriter struct{ w *tabwriter.Writer }
+
+func (t *tableWriter) header(cols []string) error {
+	_, err := fmt.Fprintln(t.w, strings.Join(cols, "\t"))
+	return err
+}
+
+func (t *tableWriter) row(_ []string, vals []any) error {
+	cells := make([]string, len(vals))
+	for i, v := range vals {
+		// Tabs and newlines would break the alignment.
+		cells[i] = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(text(v))
+	}
+	_, err := fmt.Fprintln(t.w, strings.Join(cells, "\t"))
+	return err
+}
+
+func (t *tableWriter) end() error { return t.w.Flush() }
+
+type csvWriter struct{ w *csv.Writer }
+
+func (c *csvWriter) header(cols []string) error { return c.w.Write(cols) }
+
+func (c *csvWriter) row(_ []string, vals []any) error {
+	rec := make([]string, len(vals))
+	for i, v := range vals {
+		rec[i] = text(v)
+	}
+	return c.w.Write(rec)
+}
+
+func (c *csvWriter) end() error { c.w.Flush(); return c.w.Error() }
+
+type jsonWriter struct {
+	w io.Writer
+	n int
+}
+
+func (j *jsonWriter) header([]string) error { _, err := io.WriteString(j.w, "["); return err }
+
+func (j *jsonWriter) row(cols []string, vals []any) error {
+	var b strings.Builder
+	if j.n > 0 {
+		b.WriteString(",")
+	}
+	b.WriteString("\n  {")
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		k, _ := json.Marshal(c)
+		b.Write(k)
+		b.WriteString(": ")
+		v := vals[i]
+		if bs, ok := v.([]byte); ok {
+			v = string(bs)
+		}
+		enc, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		b.Write(enc)
+	}
+	b.WriteString("}")
+	j.n++
+	_, err := io.WriteString(j.w, b.String())
+	return err
+}
+
+func (j *jsonWriter) end() error {
+	if j.n > 0 {
+		_, err := io.WriteString(j.w, "\n]\n")
+		return err
+	}
+	_, err := io.WriteString(j.w, "]\n")
+	return err
+}
+
+func cmdBackup(e env, args []string) error {
+	fs := newFlagSet("backup", e)
+	if err := parseFlags(fs, e, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("backup takes one argument: the file to write")
+	}
+	a, err := newApp(e)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if err := a.openStore(e.ctx); err != nil {
+		return err
+	}
+	if err := a.store.Backup(e.ctx, fs.Arg(0)); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "snapshots.db backed up to %s (tokens.db is not included: back it up separately and keep it secret)\n", fs.Arg(0))
+	return nil
+}
+
+func newTabWriter(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) }

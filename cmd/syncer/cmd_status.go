@@ -1,0 +1,219 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"syncer/store"
+	"syncer/sync/estateguru"
+	"syncer/sync/everreal"
+)
+
+// connectionStatus is one line of `syncer status`, and its -json form
+// (stable: scripts read it).
+type connectionStatus struct {
+	Name             string   `json:"name"`
+	Provider         string   `json:"provider"`
+	BaseURL          string   `json:"base_url"`
+	State            string   `json:"state"`
+	AccessExpiresAt  *string  `json:"access_expires_at"`
+	RefreshExpiresAt *string  `json:"refresh_expires_at"`
+	LastSuccessAt    *string  `json:"last_success_at"`
+	LastError        string   `json:"last_error,omitempty"`
+	NeedsAttention   bool     `json:"needs_attention"`
+	Warnings         []string `json:"warnings,omitempty"`
+}
+
+func cmdStatus(e env, args []string) error {
+	fs := newFlagSet("status", e)
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	if err := parseFlags(fs, e, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("status takes no arguments")
+	}
+	a, err := newApp(e)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if err := a.openStore(e.ctx); err != nil {
+		return err
+	}
+	conns, err := a.store.Connections(e.ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	out := make([]connectionStatus, 0, len(conns))
+	attention := 0
+	for _, c := range conns {
+		st := statusOf(c, now, a.cfg)
+		if st.NeedsAttention {
+			attention++
+		}
+		out = append(out, st)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+	} else {
+		printStatusTable(e, out)
+	}
+	if attention > 0 {
+		return attentionError{fmt.Sprintf("%d of %d connections need attention", attention, len(out))}
+	}
+	return nil
+}
+
+func statusOf(c store.Connection, now time.Time, cfg *Config) connectionStatus {
+	st := connectionStatus{
+		Name: c.Name, Provider: c.Provider, BaseURL: c.BaseURL, State: c.State, LastError: c.LastError,
+		AccessExpiresAt:  timePtr(c.AccessExpiresAt),
+		RefreshExpiresAt: timePtr(c.RefreshExpiresAt),
+		LastSuccessAt:    timePtr(c.LastSuccessAt),
+	}
+	warn := func(format string, args ...any) {
+		st.Warnings = append(st.Warnings, fmt.Sprintf(format, args...))
+		st.NeedsAttention = true
+	}
+	switch c.State {
+	case store.StateReauthRequired:
+		warn("the provider refused the stored login: run `syncer connect %s -name %s ...` again", c.Provider, c.Name)
+	case store.StateDisconnected:
+		return st // deliberate: nothing to do
+	}
+	if c.State == store.StateActive && c.LastError != "" {
+		warn("the last sync failed (see last_error)")
+	}
+	if !c.RefreshExpiresAt.IsZero() {
+		left := c.RefreshExpiresAt.Sub(now)
+		switch {
+		case left <= 0:
+			warn("the refresh token expired at %s: re-connect", c.RefreshExpiresAt.Format(time.RFC3339))
+		case left <= cfg.RefreshWarn:
+			warn("the refresh token dies in %s (at %s): re-connect before then", humanDuration(left), c.RefreshExpiresAt.Format(time.RFC3339))
+		}
+	}
+	if c.Provider != everreal.Name && c.Provider != estateguru.Name {
+		warn("unknown provider %q", c.Provider)
+	}
+	return st
+}
+
+func timePtr(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := t.UTC().Format(time.RFC3339)
+	return &s
+}
+
+func humanDuration(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%d days", int(d.Hours()/24))
+	}
+	return d.Round(time.Minute).String()
+}
+
+func printStatusTable(e env, rows []connectionStatus) {
+	if len(rows) == 0 {
+		fmt.Fprintln(e.stdout, "No connections yet. Add one with `syncer connect everreal ...` or `syncer connect estateguru ...`.")
+		return
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPROVIDER\tSTATE\tLAST SUCCESS\tACCESS EXPIRES\tREFRESH EXPIRES\tLAST ERROR")
+	dash := func(p *string) string {
+		if p == nil {
+			return "-"
+		}
+		return *p
+	}
+	for _, r := range rows {
+		lastErr := r.LastError
+		if len(lastErr) > 80 {
+			lastErr = lastErr[:77] + "..."
+		}
+		if lastErr == "" {
+			lastErr = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Provider, r.State, dash(r.LastSuccessAt),
+			dash(r.AccessExpiresAt), dash(r.RefreshExpiresAt), lastErr)
+	}
+	tw.Flush()
+	for _, r := range rows {
+		for _, w := range r.Warnings {
+			fmt.Fprintf(e.stdout, "warning: %s: %s\n", r.Name, w)
+		}
+	}
+	for _, r := range rows {
+		if r.LastError != "" && len(r.LastError) > 80 {
+			fmt.Fprintf(e.stdout, "%s last error: %s\n", r.Name, strings.TrimSpace(r.LastError))
+		}
+	}
+}
+
+func cmdDisconnect(e env, args []string) error {
+	fs := newFlagSet("disconnect", e)
+	if err := parseFlags(fs, e, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("disconnect takes one connection name")
+	}
+	name := fs.Arg(0)
+	a, err := newApp(e)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if err := a.openStore(e.ctx); err != nil {
+		return err
+	}
+	c, err := a.store.ConnectionByName(e.ctx, name)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	unlock, err := a.store.LockConnection(e.ctx, c.ID, a.cfg.LockTimeout)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var revokeErr error
+	tok, err := a.store.Token(e.ctx, c.ID)
+	switch {
+	case err == store.ErrNoToken:
+		fmt.Fprintf(e.stdout, "%s: no tokens were stored\n", name)
+	case err != nil:
+		return err
+	case c.Provider == everreal.Name && a.cfg.EverRealClientID != "":
+		client := a.everReal(c.BaseURL)
+		revokeErr = client.Revoke(e.ctx, tok.Refresh)
+		if revokeErr == nil && !tok.Access.IsZero() {
+			revokeErr = client.Revoke(e.ctx, tok.Access)
+		}
+		if revokeErr == nil {
+			fmt.Fprintf(e.stdout, "%s: tokens revoked at EverReal\n", name)
+		}
+	case c.Provider == everreal.Name:
+		revokeErr = fmt.Errorf("not revoked at EverReal: SYNCER_EVERREAL_CLIENT_ID is not set")
+	default:
+		fmt.Fprintf(e.stdout, "%s: EstateGuru documents no revoke call; revoke syncer's access in your EstateGuru account if you want it gone there too\n", name)
+	}
+	// Local tokens go whatever the provider said: the person asked for it.
+	if err := a.store.Disconnect(e.ctx, c.ID); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: disconnected; tokens deleted, snapshots kept\n", name)
+	if revokeErr != nil {
+		return attentionError{fmt.Sprintf("%s: the revoke failed (%v); the local tokens were deleted anyway", name, revokeErr)}
+	}
+	return nil
+}

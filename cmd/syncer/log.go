@@ -1,0 +1,72 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/lmittmann/tint"
+	"github.com/mattn/go-isatty"
+
+	"syncer/sync"
+	"syncer/sync/provider"
+)
+
+// newLogger is the one logging setup: tint with colour on a terminal; plain
+// key=value without timestamps under journald (it stamps lines itself); JSON
+// on request. Secrets are redacted by type (provider.Secret is a
+// slog.LogValuer) and, as a backstop, by key name and by value.
+func newLogger(w io.Writer, level, format string, secrets []string) *slog.Logger {
+	var lvl slog.Level
+	switch strings.ToLower(level) {
+	case "debug":
+		lvl = slog.LevelDebug
+	case "warn", "warning":
+		lvl = slog.LevelWarn
+	case "error":
+		lvl = slog.LevelError
+	default:
+		lvl = slog.LevelInfo
+	}
+	underJournald := os.Getenv("JOURNAL_STREAM") != ""
+	replace := redactAttr(secrets, underJournald)
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: replace}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts))
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) && !underJournald {
+		return slog.New(tint.NewHandler(w, &tint.Options{Level: lvl, ReplaceAttr: replace, TimeFormat: "15:04:05"}))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// secretKeys are attribute names whose values are never logged, whatever
+// their type.
+var secretKeys = map[string]bool{
+	"password": true, "secret": true, "client_secret": true, "token": true,
+	"access_token": true, "refresh_token": true, "authorization": true, "code": true,
+	"code_verifier": true, "key": true,
+}
+
+func redactAttr(secrets []string, dropTime bool) func([]string, slog.Attr) slog.Attr {
+	return func(groups []string, a slog.Attr) slog.Attr {
+		if dropTime && len(groups) == 0 && a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		if secretKeys[strings.ToLower(a.Key)] {
+			return slog.String(a.Key, provider.Redacted)
+		}
+		if a.Value.Kind() == slog.KindString {
+			if s := a.Value.String(); len(secrets) > 0 {
+				if clean := sync.Scrub(s, secrets...); clean != s {
+					return slog.String(a.Key, clean)
+				}
+			}
+		}
+		return a
+	}
+}

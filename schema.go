@@ -1,0 +1,17 @@
+// Package syncer carries the reporting schema into the binary. It lives at the
+// module root only because go:embed cannot reach a parent directory, and
+// schema.sql belongs at the top where people reading the project find it.
+package syncer
+
+import _ "embed"
+
+// Schema is schema.sql: the tables and views of snapshots.db. Every statement
+// in it is safe to run again.
+//
+//go:embed schema.sql
+var Schema string
+
+// SchemaVersion is the user_version a snapshots.db migrated by this binary
+// carries. Raise it whenever schema.sql changes; a database with a higher
+// version was written by a newer syncer and is refused.
+const SchemaVersion = 1

@@ -1,0 +1,221 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"path/filepath"
+	"time"
+)
+
+// EverRealSnapshot is one users/me answer, as stored.
+type EverRealSnapshot struct {
+	UserID, Email, FirstName, LastName       string
+	IsActive, IsTenant, TermsAccepted        bool
+	Language, CompanyID, CompanyName         string
+	PartnerID, PartnerName, PartnerSubdomain string
+	Scopes                                   []string
+	Companies                                []Company
+	Raw                                      []byte
+}
+
+// Company is one of an EverReal user's companies.
+type Company struct {
+	ID, Name  string
+	IsDefault bool
+}
+
+// EstateGuruSnapshot is one userInvestments answer, as stored.
+type EstateGuruSnapshot struct {
+	Currency    string
+	CashCents   int64
+	Investments []Investment
+	Raw         []byte
+}
+
+// Investment is one line of an EstateGuru portfolio. Money is in cents.
+type Investment struct {
+	LoanID                string
+	Name                  string
+	Quantity              int64
+	InvestmentAmountCents int64
+	MarketValueCents      int64
+	PrincipalLeftCents    int64
+	ProfitCents           int64
+	RealizedIncomeCents   int64
+	ChangeCents           int64
+	ResourcePath          string
+}
+
+// SaveEverReal upserts the connection's snapshot for the period starting at
+// period and records the success on the connection, in one transaction: a
+// reader sees the old snapshot or the new one, never half of either.
+func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedAt time.Time, snap EverRealSnapshot) error {
+	scopes := snap.Scopes
+	if scopes == nil {
+		scopes = []string{}
+	}
+	scopesJSON, err := json.Marshal(scopes)
+	if err != nil {
+		return err
+	}
+	return s.writeSnapshot(ctx, func(tx *sql.Tx) error {
+		at := period.UTC().Format(TimeFormat)
+		if _, err := tx.ExecContext(ctx, "DELETE FROM everreal_snapshot WHERE connection_id = ? AND snapshot_at = ?", connID, at); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `
+			INSERT INTO everreal_snapshot (connection_id, snapshot_at, fetched_at, user_id, email,
+			    first_name, last_name, is_active, is_tenant, terms_accepted, language, company_id,
+			    company_name, partner_id, partner_name, partner_subdomain, scopes, raw)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			connID, at, fetchedAt.UTC().Format(TimeFormat), snap.UserID, nullable(snap.Email),
+			nullable(snap.FirstName), nullable(snap.LastName), snap.IsActive, snap.IsTenant, snap.TermsAccepted,
+			nullable(snap.Language), nullable(snap.CompanyID), nullable(snap.CompanyName), nullable(snap.PartnerID),
+			nullable(snap.PartnerName), nullable(snap.PartnerSubdomain), string(scopesJSON), string(snap.Raw))
+		if err != nil {
+			return err
+		}
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO everreal_company
+			(connection_id, snapshot_at, position, company_id, name, is_default) VALUES (?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i, c := range snap.Companies {
+			if _, err := stmt.ExecContext(ctx, connID, at, i, c.ID, nullable(c.Name), c.IsDefault); err != nil {
+				return err
+			}
+		}
+		return recordSuccess(ctx, tx, connID, fetchedAt)
+	})
+}
+
+// SaveEstateGuru upserts the connection's portfolio snapshot for the period
+// starting at period, its investments and totals, and records the success on
+// the connection, in one transaction.
+func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetchedAt time.Time, snap EstateGuruSnapshot) error {
+	var sum Investment
+	for _, inv := range snap.Investments {
+		sum.InvestmentAmountCents += inv.InvestmentAmountCents
+		sum.MarketValueCents += inv.MarketValueCents
+		sum.PrincipalLeftCents += inv.PrincipalLeftCents
+		sum.ProfitCents += inv.ProfitCents
+		sum.RealizedIncomeCents += inv.RealizedIncomeCents
+	}
+	return s.writeSnapshot(ctx, func(tx *sql.Tx) error {
+		at := period.UTC().Format(TimeFormat)
+		// The cascade removes the period's old investments with it.
+		if _, err := tx.ExecContext(ctx, "DELETE FROM estateguru_snapshot WHERE connection_id = ? AND snapshot_at = ?", connID, at); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `
+			INSERT INTO estateguru_snapshot (connection_id, snapshot_at, fetched_at, currency, cash_cents,
+			    investments, investment_amount_cents, market_value_cents, principal_left_cents,
+			    profit_cents, realized_income_cents, raw)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			connID, at, fetchedAt.UTC().Format(TimeFormat), nullable(snap.Currency), snap.CashCents,
+			len(snap.Investments), sum.InvestmentAmountCents, sum.MarketValueCents, sum.PrincipalLeftCents,
+			sum.ProfitCents, sum.RealizedIncomeCents, string(snap.Raw))
+		if err != nil {
+			return err
+		}
+		if err := insertInvestments(ctx, tx, connID, at, snap.Investments); err != nil {
+			return err
+		}
+		return recordSuccess(ctx, tx, connID, fetchedAt)
+	})
+}
+
+// investmentBatch rows go into one INSERT: one statement round trip per
+// batch instead of per row. 13 columns x 64 rows stays under SQLite's
+// 32766 variable limit with room to spare.
+const investmentBatch = 64
+
+func insertInvestments(ctx context.Context, tx *sql.Tx, connID int64, at string, invs []Investment) error {
+	const head = `INSERT INTO estateguru_investment (connection_id, snapshot_at, position, loan_id, name,
+		quantity, investment_amount_cents, market_value_cents, principal_left_cents, profit_cents,
+		realized_income_cents, change_cents, resource_path) VALUES `
+	const tuple = "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	args := make([]any, 0, investmentBatch*13)
+	for start := 0; start < len(invs); start += investmentBatch {
+		end := min(start+investmentBatch, len(invs))
+		args = args[:0]
+		for i := start; i < end; i++ {
+			inv := invs[i]
+			args = append(args, connID, at, i, nullable(inv.LoanID), nullable(inv.Name), inv.Quantity,
+				inv.InvestmentAmountCents, inv.MarketValueCents, inv.PrincipalLeftCents, inv.ProfitCents,
+				inv.RealizedIncomeCents, inv.ChangeCents, nullable(inv.ResourcePath))
+		}
+		n := end - start
+		if n == investmentBatch {
+			if full == nil {
+				var err error
+				if full, err = tx.PrepareContext(ctx, head+repeatJoin(tuple, investmentBatch)); err != nil {
+					return err
+				}
+			}
+			if _, err := full.ExecContext(ctx, args...); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, head+repeatJoin(tuple, n), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func repeatJoin(s string, n int) string {
+	b := make([]byte, 0, n*(len(s)+1))
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, s...)
+	}
+	return string(b)
+}
+
+func recordSuccess(ctx context.Context, tx *sql.Tx, connID int64, at time.Time) error {
+	_, err := tx.ExecContext(ctx, `UPDATE connection SET last_success_at = ?, last_error = NULL, updated_at = ?
+		WHERE id = ?`, at.UTC().Format(TimeFormat), at.UTC().Format(TimeFormat), connID)
+	return err
+}
+
+func (s *Store) writeSnapshot(ctx context.Context, write func(*sql.Tx) error) error {
+	path := filepath.Join(s.dir, SnapshotsFile)
+	tx, err := s.snapshots.BeginTx(ctx, nil)
+	if err != nil {
+		return fileError(path, "write snapshot to", err)
+	}
+	defer tx.Rollback()
+	if err := write(tx); err != nil {
+		return fileError(path, "write snapshot to", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fileError(path, "write snapshot to", err)
+	}
+	return nil
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// PeriodStart returns the start of the snapshot period holding t: periods
+// are multiples of period counted from the Unix epoch, in UTC, so 24h means
+// calendar days in UTC.
+func PeriodStart(t time.Time, period time.Duration) time.Time {
+	return t.UTC().Truncate(period)
+}

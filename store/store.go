@@ -1,0 +1,271 @@
+// Package store keeps syncer's data in two SQLite files in one directory:
+// snapshots.db (connections without secrets, snapshot history, run history
+// and the reporting views; mode 0640 so a reporting group may read it) and
+// tokens.db (the vault: refresh and access tokens; mode 0600 and
+// synchronous=FULL, so a rotated refresh token survives a power cut once it
+// is committed).
+//
+// Every exported method that writes is one BEGIN IMMEDIATE transaction.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"syncer"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver; pure Go, no cgo
+)
+
+// File names inside the data directory.
+const (
+	SnapshotsFile = "snapshots.db"
+	TokensFile    = "tokens.db"
+)
+
+// TimeFormat is how every time is stored: RFC 3339, UTC, whole seconds.
+const TimeFormat = "2006-01-02T15:04:05Z"
+
+// ErrNotFound is returned when a named connection does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Store is the open pair of databases.
+type Store struct {
+	dir       string
+	snapshots *sql.DB
+	tokens    *sql.DB
+	cipher    *tokenCipher // nil: tokens stored as plain text in the 0600 vault
+
+	// Now is the clock; tests replace it.
+	Now func() time.Time
+}
+
+// Options tune Open.
+type Options struct {
+	// BusyTimeout is how long a write waits for another process's lock
+	// before failing. Default 10s.
+	BusyTimeout time.Duration
+	// TokenKey, if set, is a 32-byte AES-256 key: token columns in tokens.db
+	// are then sealed with AES-GCM.
+	TokenKey []byte
+}
+
+// Open creates the data directory (0750) if needed, opens both databases
+// with their pragmas, checks the pragmas took, and migrates snapshots.db.
+func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 10 * time.Second
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("store: create data directory %s: %w", dir, err)
+	}
+	s := &Store{dir: dir, Now: time.Now}
+	var err error
+	s.snapshots, err = openDB(ctx, filepath.Join(dir, SnapshotsFile), 0o640, "NORMAL", opts.BusyTimeout)
+	if err != nil {
+		return nil, err
+	}
+	// secure_delete: a rotated-away or deleted token is overwritten on disk,
+	// not left in a free page.
+	s.tokens, err = openDB(ctx, filepath.Join(dir, TokensFile), 0o600, "FULL", opts.BusyTimeout, "secure_delete(ON)")
+	if err != nil {
+		s.snapshots.Close()
+		return nil, err
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.migrateVault(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.setTokenKey(ctx, opts.TokenKey); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Dir is the data directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Close closes both databases.
+func (s *Store) Close() error {
+	var errs []error
+	if s.snapshots != nil {
+		errs = append(errs, s.snapshots.Close())
+	}
+	if s.tokens != nil {
+		errs = append(errs, s.tokens.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Ping checks both databases answer; the daemon's watchdog uses it.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.snapshots.PingContext(ctx); err != nil {
+		return fmt.Errorf("store: %s: %w", SnapshotsFile, err)
+	}
+	if err := s.tokens.PingContext(ctx); err != nil {
+		return fmt.Errorf("store: %s: %w", TokensFile, err)
+	}
+	var one int
+	return s.snapshots.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
+
+// DSN builds a modernc.org/sqlite DSN with the pragmas in it, so every pooled
+// connection gets them, not just the first.
+func DSN(path string, pragmas []string, extra url.Values) string {
+	q := url.Values{}
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
+	for k, vs := range extra {
+		for _, v := range vs {
+			q.Add(k, v)
+		}
+	}
+	return "file:" + path + "?" + q.Encode()
+}
+
+func openDB(ctx context.Context, path string, mode os.FileMode, synchronous string, busy time.Duration, extraPragmas ...string) (*sql.DB, error) {
+	// Create the file ourselves so it is born with the right mode whatever
+	// the umask; SQLite gives the -wal and -shm files the same mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, mode)
+	if err != nil {
+		return nil, fileError(path, "open", err)
+	}
+	f.Close()
+	if err := os.Chmod(path, mode); err != nil {
+		return nil, fileError(path, "set mode on", err)
+	}
+	pragmas := []string{
+		fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()),
+		"journal_mode(WAL)",
+		"synchronous(" + synchronous + ")",
+		"foreign_keys(ON)",
+	}
+	pragmas = append(pragmas, extraPragmas...)
+	db, err := sql.Open("sqlite", DSN(path, pragmas, url.Values{"_txlock": {"immediate"}}))
+	if err != nil {
+		return nil, fileError(path, "open", err)
+	}
+	if err := checkPragmas(ctx, db, synchronous); err != nil {
+		db.Close()
+		return nil, fileError(path, "open", err)
+	}
+	return db, nil
+}
+
+// checkPragmas reads the pragmas back: a DSN typo or a file that is not a
+// database shows up here, at open, not in the middle of a sync.
+func checkPragmas(ctx context.Context, db *sql.DB, synchronous string) error {
+	var journal string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&journal); err != nil {
+		return err
+	}
+	if !strings.EqualFold(journal, "wal") {
+		return fmt.Errorf("journal_mode is %q, want wal", journal)
+	}
+	var fk, sync int
+	if err := db.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil {
+		return err
+	}
+	if fk != 1 {
+		return errors.New("foreign_keys is off")
+	}
+	if err := db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
+		return err
+	}
+	want := map[string]int{"NORMAL": 1, "FULL": 2}[synchronous]
+	if sync != want {
+		return fmt.Errorf("synchronous is %d, want %d (%s)", sync, want, synchronous)
+	}
+	// A file that is not a database passes the pragmas above on some
+	// versions; reading the schema does not.
+	var n int
+	return db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n)
+}
+
+// fileError names the file and says what to do, for the errors a person can
+// fix: a corrupt file, no permission, a full disk, a read-only directory.
+func fileError(path, op string, err error) error {
+	msg := err.Error()
+	hint := ""
+	switch {
+	case strings.Contains(msg, "not a database"), strings.Contains(msg, "malformed"), strings.Contains(msg, "corrupt"):
+		hint = "the file is damaged: restore it from a backup or move it aside (syncer then starts a new one); the other database is untouched"
+	case errors.Is(err, os.ErrPermission), strings.Contains(msg, "readonly"), strings.Contains(msg, "read-only"), strings.Contains(msg, "permission denied"):
+		hint = "syncer cannot write there: check the owner and mode of the data directory (SYNCER_DATA_DIR)"
+	case strings.Contains(msg, "disk is full"), strings.Contains(msg, "no space"):
+		hint = "the disk is full: free space and run again"
+	}
+	if hint != "" {
+		return fmt.Errorf("store: %s %s: %w (%s)", op, path, err, hint)
+	}
+	return fmt.Errorf("store: %s %s: %w", op, path, err)
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	path := filepath.Join(s.dir, SnapshotsFile)
+	tx, err := s.snapshots.BeginTx(ctx, nil)
+	if err != nil {
+		return fileError(path, "migrate", err)
+	}
+	defer tx.Rollback()
+	var version int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fileError(path, "migrate", err)
+	}
+	if version > syncer.SchemaVersion {
+		return fmt.Errorf("store: %s has schema version %d, newer than this syncer knows (%d): run the newer syncer, or restore a backup made before it", path, version, syncer.SchemaVersion)
+	}
+	if version == syncer.SchemaVersion {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, syncer.Schema); err != nil {
+		return fileError(path, "migrate", err)
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", syncer.SchemaVersion)); err != nil {
+		return fileError(path, "migrate", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fileError(path, "migrate", err)
+	}
+	return nil
+}
+
+func (s *Store) now() time.Time {
+	if s.Now == nil {
+		return time.Now().UTC()
+	}
+	return s.Now().UTC()
+}
+
+// formatTime stores a time; the zero time is NULL.
+func formatTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC().Format(TimeFormat)
+}
+
+// parseTime reads a stored time; NULL or garbage is the zero time.
+func parseTime(ns sql.NullString) time.Time {
+	if !ns.Valid {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339, ns.String)
+	if err != nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}

@@ -1,0 +1,469 @@
+// Package sync runs syncs: for each connection, make sure its token is fresh,
+// fetch its data, hand the result to the store. It also holds the scheduler.
+//
+// It talks to the providers and the store through the small interfaces
+// below; cmd/syncer wires the real ones.
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	stdsync "sync"
+	"time"
+
+	"syncer/store"
+	"syncer/sync/estateguru"
+	"syncer/sync/everreal"
+	"syncer/sync/provider"
+)
+
+// EverReal is what a sync needs of an EverReal client bound to one base URL.
+type EverReal interface {
+	Refresh(ctx context.Context, refresh provider.Secret) (provider.Token, error)
+	Me(ctx context.Context, access provider.Secret) (*everreal.User, error)
+}
+
+// EstateGuru is what a sync needs of an EstateGuru client bound to one base URL.
+type EstateGuru interface {
+	Refresh(ctx context.Context, refresh provider.Secret) (provider.Token, error)
+	Investments(ctx context.Context, access provider.Secret) (*estateguru.Portfolio, error)
+}
+
+var (
+	_ EverReal   = (*everreal.Client)(nil)
+	_ EstateGuru = (*estateguru.Client)(nil)
+)
+
+// Store is what a sync needs of the store.
+type Store interface {
+	Connections(ctx context.Context) ([]store.Connection, error)
+	Token(ctx context.Context, connID int64) (store.StoredToken, error)
+	SaveToken(ctx context.Context, connID int64, tok provider.Token) error
+	LockConnection(ctx context.Context, connID int64, wait time.Duration) (unlock func(), err error)
+	SetState(ctx context.Context, connID int64, state, lastError string) error
+	SaveEverReal(ctx context.Context, connID int64, period, fetchedAt time.Time, snap store.EverRealSnapshot) error
+	SaveEstateGuru(ctx context.Context, connID int64, period, fetchedAt time.Time, snap store.EstateGuruSnapshot) error
+	StartRun(ctx context.Context, trigger string) (int64, error)
+	RecordResult(ctx context.Context, runID, connID int64, status, errText string, started, finished time.Time) error
+	FinishRun(ctx context.Context, runID int64, status string, ok, failed int) error
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Clients makes a provider client for a connection's base URL.
+type Clients struct {
+	EverReal   func(baseURL string) EverReal
+	EstateGuru func(baseURL string) EstateGuru
+}
+
+// Run triggers, as recorded in sync_runs.
+const (
+	TriggerSchedule = "schedule"
+	TriggerOnce     = "once"
+	TriggerDemo     = "demo"
+)
+
+// Syncer runs syncs. Set the fields, then call Run.
+type Syncer struct {
+	Store   Store
+	Clients Clients
+	Log     *slog.Logger
+
+	// Concurrency is how many connections sync at once (default 4).
+	Concurrency int
+	// Period is the snapshot period: a run in the same period replaces that
+	// period's snapshot (default 24h).
+	Period time.Duration
+	// LockWait bounds how long a connection waits for another process
+	// syncing it (default 2m).
+	LockWait time.Duration
+	// RefreshMargin: an access token expiring within it is refreshed before
+	// use (default 2m), so it does not die mid-call.
+	RefreshMargin time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Summary is a run's outcome.
+type Summary struct {
+	RunID  int64
+	Status string
+	OK     int
+	Failed int
+	// NeedsReauth counts connections a person must re-connect, whether they
+	// failed in this run or were already waiting.
+	NeedsReauth int
+}
+
+// NeedsAttention reports whether a person should look: a connection failed
+// or waits for a re-connect.
+func (s Summary) NeedsAttention() bool { return s.Failed > 0 || s.NeedsReauth > 0 }
+
+// ErrNoConnection is returned when a -connection name matches nothing.
+var ErrNoConnection = errors.New("no such connection")
+
+// Run syncs every active connection (or only those named), records the run
+// and returns its summary. One connection's failure never stops the others.
+// When ctx is cancelled, in-flight calls stop, nothing half-written stays,
+// and the run is recorded as interrupted.
+func (s *Syncer) Run(ctx context.Context, trigger string, only []string) (sum Summary, err error) {
+	conns, err := s.Store.Connections(ctx)
+	if err != nil {
+		return sum, err
+	}
+	selected, err := selectConnections(conns, only)
+	if err != nil {
+		return sum, err
+	}
+	runID, err := s.Store.StartRun(ctx, trigger)
+	if err != nil {
+		return sum, err
+	}
+	sum.RunID = runID
+	log := s.logger().With("run_id", runID, "trigger", trigger)
+	log.Info("sync started", "connections", len(selected))
+	started := s.now()
+
+	// A panic outside a connection's own recovery still closes the run, so
+	// it never looks like it is going on; the scheduler's Recover logs it.
+	defer func() {
+		if p := recover(); p != nil {
+			_ = s.Store.FinishRun(context.WithoutCancel(ctx), runID, store.RunFailed, sum.OK, sum.Failed)
+			panic(p)
+		}
+	}()
+
+	var (
+		mu   stdsync.Mutex
+		wg   stdsync.WaitGroup
+		sem  = make(chan struct{}, s.concurrency())
+		done = ctx.Done()
+	)
+loop:
+	for _, c := range selected {
+		if c.State == store.StateReauthRequired {
+			sum.NeedsReauth++
+		}
+		if c.State != store.StateActive {
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-done:
+			break loop
+		}
+		wg.Add(1)
+		go func(c store.Connection) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			res := s.syncConnection(ctx, runID, c, log)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case res == nil:
+				sum.OK++
+			default:
+				sum.Failed++
+				if provider.KindOf(res) == provider.KindReauth {
+					sum.NeedsReauth++
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+
+	switch {
+	case ctx.Err() != nil:
+		sum.Status = store.RunInterrupted
+	case sum.Failed == 0:
+		sum.Status = store.RunOK
+	case sum.OK == 0:
+		sum.Status = store.RunFailed
+	default:
+		sum.Status = store.RunPartial
+	}
+	// The run's record is written even when ctx was cancelled: an
+	// interrupted run must say so, with its finished_at.
+	if err := s.Store.FinishRun(context.WithoutCancel(ctx), runID, sum.Status, sum.OK, sum.Failed); err != nil {
+		return sum, err
+	}
+	log.Info("sync finished", "status", sum.Status, "ok", sum.OK, "failed", sum.Failed,
+		"needs_reauth", sum.NeedsReauth, "duration", s.now().Sub(started).Round(time.Millisecond))
+	return sum, nil
+}
+
+func selectConnections(conns []store.Connection, only []string) ([]store.Connection, error) {
+	if len(only) == 0 {
+		return conns, nil
+	}
+	byName := make(map[string]store.Connection, len(conns))
+	for _, c := range conns {
+		byName[c.Name] = c
+	}
+	var out []store.Connection
+	for _, name := range only {
+		c, ok := byName[name]
+		if !ok {
+			return nil, fmt.Errorf("%w %q (see `syncer status`)", ErrNoConnection, name)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// syncConnection syncs one connection and records its result. It returns
+// the connection's error, scrubbed of secrets, or nil.
+func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connection, runLog *slog.Logger) (err error) {
+	log := runLog.With("connection", c.Name, "provider", c.Provider)
+	started := s.now()
+	var secrets []string
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("internal error while syncing", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("internal error: %v", p)
+		}
+		// Whatever happened, the message stored and logged holds no token.
+		if err != nil {
+			err = scrubbed(err, secrets)
+		}
+		s.record(ctx, runID, c, started, err, log)
+	}()
+
+	unlock, err := s.Store.LockConnection(ctx, c.ID, s.lockWait())
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	stored, err := s.Store.Token(ctx, c.ID)
+	if errors.Is(err, store.ErrNoToken) {
+		return fmt.Errorf("%s: no tokens stored for this connection; run `syncer connect` or `syncer import` for it", c.Provider)
+	}
+	if err != nil {
+		return err
+	}
+	tok := stored.Token
+	secrets = append(secrets, tok.Secrets()...)
+
+	conn, err := s.bind(c)
+	if err != nil {
+		return err
+	}
+	refresh := func() error {
+		fresh, err := conn.refresh(ctx, tok.Refresh)
+		if err != nil {
+			return err
+		}
+		secrets = append(secrets, fresh.Secrets()...)
+		// Durable before use: if the provider rotated the refresh token,
+		// the old one is dead, and a crash now must not lose the new one.
+		if err := s.Store.SaveToken(ctx, c.ID, fresh); err != nil {
+			return fmt.Errorf("saving the refreshed token: %w", err)
+		}
+		tok = fresh
+		log.Debug("token refreshed", "access_expires_at", fresh.AccessExpiresAt, "refresh_expires_at", fresh.RefreshExpiresAt)
+		return nil
+	}
+
+	refreshed := false
+	if tok.Access.IsZero() || tok.AccessExpiresAt.IsZero() || !tok.AccessExpiresAt.After(s.now().Add(s.refreshMargin())) {
+		if err := refresh(); err != nil {
+			return err
+		}
+		refreshed = true
+	}
+	fetchedAt := s.now()
+	save, err := conn.fetch(ctx, tok.Access)
+	if provider.KindOf(err) == provider.KindInvalidToken && !refreshed {
+		// The access token died early (revoked, or the clock is off): one
+		// refresh, one retry.
+		log.Info("access token refused; refreshing and retrying once")
+		if err := refresh(); err != nil {
+			return err
+		}
+		fetchedAt = s.now()
+		save, err = conn.fetch(ctx, tok.Access)
+	}
+	if err != nil {
+		return err
+	}
+	return save(ctx, s.Store, c.ID, store.PeriodStart(fetchedAt, s.period()), fetchedAt)
+}
+
+// record writes the connection's result and state. It uses a context that
+// outlives cancellation, so an interrupted connection is still recorded.
+func (s *Syncer) record(ctx context.Context, runID int64, c store.Connection, started time.Time, err error, log *slog.Logger) {
+	ctx = context.WithoutCancel(ctx)
+	finished := s.now()
+	if err == nil {
+		log.Info("connection synced", "duration", finished.Sub(started).Round(time.Millisecond))
+		if rerr := s.Store.RecordResult(ctx, runID, c.ID, store.ResultOK, "", started, finished); rerr != nil {
+			log.Error("recording the result failed", "error", rerr)
+		}
+		return
+	}
+	state := store.StateActive
+	if provider.KindOf(err) == provider.KindReauth {
+		// Never ask the provider again with a refused token: only a
+		// re-connect brings the connection back.
+		state = store.StateReauthRequired
+	}
+	log.Error("connection failed", "error", err.Error(), "state", state)
+	if serr := s.Store.SetState(ctx, c.ID, state, err.Error()); serr != nil {
+		log.Error("recording the connection's state failed", "error", serr)
+	}
+	if rerr := s.Store.RecordResult(ctx, runID, c.ID, store.ResultFailed, err.Error(), started, finished); rerr != nil {
+		log.Error("recording the result failed", "error", rerr)
+	}
+}
+
+// boundConnection is a connection's provider calls, made uniform.
+type boundConnection struct {
+	refresh func(ctx context.Context, refresh provider.Secret) (provider.Token, error)
+	// fetch pulls the data and returns how to store it.
+	fetch func(ctx context.Context, access provider.Secret) (saveFunc, error)
+}
+
+type saveFunc func(ctx context.Context, st Store, connID int64, period, fetchedAt time.Time) error
+
+func (s *Syncer) bind(c store.Connection) (boundConnection, error) {
+	switch c.Provider {
+	case everreal.Name:
+		if s.Clients.EverReal == nil {
+			return boundConnection{}, errors.New("everreal: not configured (set SYNCER_EVERREAL_CLIENT_ID and SYNCER_EVERREAL_CLIENT_SECRET)")
+		}
+		api := s.Clients.EverReal(c.BaseURL)
+		return boundConnection{
+			refresh: api.Refresh,
+			fetch: func(ctx context.Context, access provider.Secret) (saveFunc, error) {
+				u, err := api.Me(ctx, access)
+				if err != nil {
+					return nil, err
+				}
+				snap := everRealSnapshot(u)
+				return func(ctx context.Context, st Store, id int64, period, at time.Time) error {
+					return st.SaveEverReal(ctx, id, period, at, snap)
+				}, nil
+			},
+		}, nil
+	case estateguru.Name:
+		if s.Clients.EstateGuru == nil {
+			return boundConnection{}, errors.New("estateguru: not configured (set SYNCER_ESTATEGURU_CLIENT_ID and SYNCER_ESTATEGURU_CLIENT_SECRET)")
+		}
+		api := s.Clients.EstateGuru(c.BaseURL)
+		return boundConnection{
+			refresh: api.Refresh,
+			fetch: func(ctx context.Context, access provider.Secret) (saveFunc, error) {
+				p, err := api.Investments(ctx, access)
+				if err != nil {
+					return nil, err
+				}
+				snap := estateGuruSnapshot(p)
+				return func(ctx context.Context, st Store, id int64, period, at time.Time) error {
+					return st.SaveEstateGuru(ctx, id, period, at, snap)
+				}, nil
+			},
+		}, nil
+	}
+	return boundConnection{}, fmt.Errorf("unknown provider %q", c.Provider)
+}
+
+func everRealSnapshot(u *everreal.User) store.EverRealSnapshot {
+	snap := store.EverRealSnapshot{
+		UserID: u.ID, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName,
+		IsActive: u.IsActive, IsTenant: u.IsTenant, TermsAccepted: u.TermsAccepted,
+		Language: u.Language, CompanyID: u.CompanyID, CompanyName: u.CompanyName,
+		PartnerID: u.PartnerID, PartnerName: u.PartnerName, PartnerSubdomain: u.PartnerSubdomain,
+		Scopes: u.Scopes, Raw: u.Raw,
+	}
+	for _, c := range u.Companies {
+		snap.Companies = append(snap.Companies, store.Company{ID: c.ID, Name: c.Name, IsDefault: c.IsDefault})
+	}
+	return snap
+}
+
+func estateGuruSnapshot(p *estateguru.Portfolio) store.EstateGuruSnapshot {
+	snap := store.EstateGuruSnapshot{
+		Currency: p.Currency, CashCents: p.CashCents, Raw: p.Raw,
+		Investments: make([]store.Investment, len(p.Investments)),
+	}
+	for i, inv := range p.Investments {
+		snap.Investments[i] = store.Investment(inv)
+	}
+	return snap
+}
+
+// scrubbed replaces any secret value in err's text: the backstop behind the
+// providers' own care never to quote one.
+func scrubbed(err error, secrets []string) error {
+	msg := err.Error()
+	clean := Scrub(msg, secrets...)
+	if clean == msg {
+		return err
+	}
+	return &scrubbedError{msg: clean, err: err}
+}
+
+// Scrub replaces every occurrence of each secret in s with [REDACTED].
+func Scrub(s string, secrets ...string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, provider.Redacted)
+		}
+	}
+	return s
+}
+
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+func (s *Syncer) logger() *slog.Logger {
+	if s.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Log
+}
+
+func (s *Syncer) now() time.Time {
+	if s.Now == nil {
+		return time.Now().UTC()
+	}
+	return s.Now().UTC()
+}
+
+func (s *Syncer) concurrency() int {
+	if s.Concurrency <= 0 {
+		return 4
+	}
+	return s.Concurrency
+}
+
+func (s *Syncer) period() time.Duration {
+	if s.Period <= 0 {
+		return 24 * time.Hour
+	}
+	return s.Period
+}
+
+func (s *Syncer) lockWait() time.Duration {
+	if s.LockWait <= 0 {
+		return 2 * time.Minute
+	}
+	return s.LockWait
+}
+
+func (s *Syncer) refreshMargin() time.Duration {
+	if s.RefreshMargin <= 0 {
+		return 2 * time.Minute
+	}
+	return s.RefreshMargin
+}
