@@ -71,9 +71,9 @@ func configError(err error) error {
 	if !errors.As(err, &pe) {
 		return err
 	}
-	name := envPrefix + "_" + pe.KeyName
+	name := pe.KeyName // already prefixed: SYNCER_...
 	switch pe.TypeName {
-	case "Duration":
+	case "Duration", "time.Duration":
 		return fmt.Errorf("%s: %q is not a duration (try \"30s\", \"24h\" or \"1h30m\")", name, pe.Value)
 	case "int":
 		return fmt.Errorf("%s: %q is not a whole number (try \"8\")", name, pe.Value)
