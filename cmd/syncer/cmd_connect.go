@@ -116,10 +116,10 @@ func connectEverReal(e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return saveConnection(e, a, *name, everreal.Name, base, tok)
+	return saveConnection(e, a, *name, everreal.Name, base, tok, false)
 }
 
-func saveConnection(e env, a *app, name, providerName, base string, tok provider.Token) error {
+func saveConnection(e env, a *app, name, providerName, base string, tok provider.Token, quiet bool) error {
 	existing, err := a.store.ConnectionByName(e.ctx, name)
 	reconnect := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -137,7 +137,9 @@ func saveConnection(e env, a *app, name, providerName, base string, tok provider
 	if !tok.RefreshExpiresAt.IsZero() {
 		fmt.Fprintf(e.stdout, "  the login lasts until %s; re-connect before then\n", tok.RefreshExpiresAt.UTC().Format(time.RFC3339))
 	}
-	fmt.Fprintln(e.stdout, "  run `syncer -once` to take a first snapshot")
+	if !quiet {
+		fmt.Fprintln(e.stdout, "  run `syncer -once` to take a first snapshot")
+	}
 	return nil
 }
 
@@ -331,7 +333,7 @@ func connectEstateGuru(e env, args []string) error {
 			}
 		}
 	}
-	return saveConnection(e, a, *name, estateguru.Name, base, tok)
+	return saveConnection(e, a, *name, estateguru.Name, base, tok, false)
 }
 
 // cmdImport stores a refresh token obtained elsewhere, read from stdin. The
@@ -397,5 +399,5 @@ func cmdImport(e env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("the token was not imported: %w", err)
 	}
-	return saveConnection(e, a, *name, *providerName, base, tok)
+	return saveConnection(e, a, *name, *providerName, base, tok, false)
 }

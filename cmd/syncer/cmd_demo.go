@@ -73,7 +73,7 @@ func cmdDemo(e env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := saveConnection(e, a, u.name, "everreal", sb.EverRealURL, tok); err != nil {
+		if err := saveConnection(e, a, u.name, "everreal", sb.EverRealURL, tok, true); err != nil {
 			return err
 		}
 	}
@@ -83,7 +83,7 @@ func cmdDemo(e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := saveConnection(e, a, "estateguru-seed", "estateguru", sb.EstateGuruURL, auth.Token); err != nil {
+	if err := saveConnection(e, a, "estateguru-seed", "estateguru", sb.EstateGuruURL, auth.Token, true); err != nil {
 		return err
 	}
 	imported := provider.Secret(sb.IssueEstateGuruRefreshToken("generated-25"))
@@ -91,7 +91,7 @@ func cmdDemo(e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := saveConnection(e, a, "estateguru-generated", "estateguru", sb.EstateGuruURL, tok); err != nil {
+	if err := saveConnection(e, a, "estateguru-generated", "estateguru", sb.EstateGuruURL, tok, true); err != nil {
 		return err
 	}
 
