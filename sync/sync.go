@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"strings"
 	stdsync "sync"
 	"time"
 
@@ -401,21 +400,11 @@ func estateGuruSnapshot(p *estateguru.Portfolio) store.EstateGuruSnapshot {
 // providers' own care never to quote one.
 func scrubbed(err error, secrets []string) error {
 	msg := err.Error()
-	clean := Scrub(msg, secrets...)
+	clean := provider.ScrubText(msg, secrets...)
 	if clean == msg {
 		return err
 	}
 	return &scrubbedError{msg: clean, err: err}
-}
-
-// Scrub replaces every occurrence of each secret in s with [REDACTED].
-func Scrub(s string, secrets ...string) string {
-	for _, sec := range secrets {
-		if len(sec) >= 4 {
-			s = strings.ReplaceAll(s, sec, provider.Redacted)
-		}
-	}
-	return s
 }
 
 type scrubbedError struct {

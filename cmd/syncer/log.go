@@ -9,7 +9,6 @@ import (
 	"github.com/lmittmann/tint"
 	"github.com/mattn/go-isatty"
 
-	"syncer/sync"
 	"syncer/sync/provider"
 )
 
@@ -62,7 +61,7 @@ func redactAttr(secrets []string, dropTime bool) func([]string, slog.Attr) slog.
 		}
 		if a.Value.Kind() == slog.KindString {
 			if s := a.Value.String(); len(secrets) > 0 {
-				if clean := sync.Scrub(s, secrets...); clean != s {
+				if clean := provider.ScrubText(s, secrets...); clean != s {
 					return slog.String(a.Key, clean)
 				}
 			}

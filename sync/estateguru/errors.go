@@ -1,13 +1,9 @@
 package estateguru
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
-	"sort"
 	"strings"
-	"unicode"
 
 	"syncer/sync/provider"
 )
@@ -75,108 +71,9 @@ func adjust(op string, err error) error {
 	return err
 }
 
-// minTail is the shortest cut-off start of a secret that scrub removes from
-// the end of a truncated description; shorter pieces would match ordinary
-// words and say next to nothing about the secret.
-const minTail = 4
+// scrub removes secrets from err's text: the ones just sent, and the ones an
+// answer carried.
+func scrub(err error, secrets ...string) error { return provider.Scrub(Name, err, secrets...) }
 
-// scrub removes secrets from err's text: the ones just sent, and the ones
-// an answer carried. provider.Classify quotes the provider's code and
-// error_description, and a provider echoing the request would otherwise put
-// a token into a log line. It edits the *provider.Error in place.
-func scrub(err error, secrets ...string) error {
-	if err == nil {
-		return nil
-	}
-	forms := secretForms(secrets)
-	if len(forms) == 0 {
-		return err
-	}
-	var pe *provider.Error
-	if !errors.As(err, &pe) {
-		if redact(err.Error(), forms) == err.Error() {
-			return err
-		}
-		return &provider.Error{Provider: Name, Kind: provider.KindUnknown, Err: errors.New(redact(err.Error(), forms))}
-	}
-	pe.Code = redact(pe.Code, forms)
-	pe.Description = redact(pe.Description, forms)
-	if pe.Err != nil {
-		if s := pe.Err.Error(); redact(s, forms) != s {
-			pe.Err = errors.New(redact(s, forms))
-		}
-	}
-	return err
-}
-
-// secretForms lists each secret as it may come back: raw, JSON-escaped,
-// query-escaped, and with non-printable runes blanked as provider's text
-// cleaning does. Longest first, so a secret containing another goes whole.
-func secretForms(secrets []string) []string {
-	seen := map[string]bool{}
-	var forms []string
-	add := func(s string) {
-		if strings.TrimSpace(s) != "" && !seen[s] {
-			seen[s] = true
-			forms = append(forms, s)
-		}
-	}
-	for _, s := range secrets {
-		if s == "" {
-			continue
-		}
-		add(s)
-		add(strings.TrimSpace(s))
-		if b, err := json.Marshal(s); err == nil {
-			add(string(b[1 : len(b)-1]))
-		}
-		add(url.QueryEscape(s))
-		add(url.PathEscape(s))
-		add(strings.TrimSpace(strings.Map(func(r rune) rune {
-			if unicode.IsPrint(r) {
-				return r
-			}
-			return ' '
-		}, s)))
-	}
-	sort.SliceStable(forms, func(i, j int) bool { return len(forms[i]) > len(forms[j]) })
-	return forms
-}
-
-func redact(s string, forms []string) string {
-	if s == "" {
-		return s
-	}
-	for _, f := range forms {
-		s = strings.ReplaceAll(s, f, provider.Redacted)
-	}
-	// provider's text cleaning cuts long descriptions and appends "…": the
-	// cut may have kept only the start of a secret.
-	const ellipsis = "…"
-	if body, ok := strings.CutSuffix(s, ellipsis); ok {
-		for _, f := range forms {
-			for k := len(f) - 1; k >= minTail; k-- {
-				if strings.HasSuffix(body, f[:k]) {
-					return body[:len(body)-k] + provider.Redacted + ellipsis
-				}
-			}
-		}
-	}
-	return s
-}
-
-// cleanText keeps provider-supplied text fit for an error message: printable,
-// one line, at most max runes.
-func cleanText(s string, max int) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsPrint(r) {
-			return r
-		}
-		return ' '
-	}, s)
-	s = strings.TrimSpace(s)
-	if r := []rune(s); len(r) > max {
-		s = string(r[:max]) + "…"
-	}
-	return s
-}
+// cleanText keeps provider-supplied text fit for an error message.
+func cleanText(s string, max int) string { return provider.CleanText(s, max) }

@@ -145,8 +145,8 @@ func Classify(providerName, op string, status int, header http.Header, body []by
 	e := &Error{Provider: providerName, Op: op, Status: status}
 	var oe oauthError
 	if json.Unmarshal(body, &oe) == nil {
-		e.Code = cleanText(oe.Error, 64)
-		e.Description = cleanText(firstNonEmpty(oe.ErrorDescription, oe.Message), 200)
+		e.Code = CleanText(oe.Error, 64)
+		e.Description = CleanText(firstNonEmpty(oe.ErrorDescription, oe.Message), 200)
 	}
 	e.RetryAfter = parseRetryAfter(header)
 	switch strings.ToLower(e.Code) {
@@ -204,9 +204,9 @@ func parseRetryAfter(h http.Header) time.Duration {
 	return 0
 }
 
-// cleanText keeps a provider-supplied string fit for a log line: printable,
+// CleanText keeps a provider-supplied string fit for a log line: printable,
 // one line, at most max runes.
-func cleanText(s string, max int) string {
+func CleanText(s string, max int) string {
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsPrint(r) {
 			return r
