@@ -11,6 +11,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -21,7 +22,7 @@ import (
 
 	"syncer"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver; pure Go, no cgo
+	"modernc.org/sqlite" // pure Go, no cgo
 )
 
 // File names inside the data directory.
@@ -68,13 +69,17 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{dir: dir, Now: time.Now}
 	var err error
-	s.snapshots, err = openDB(ctx, filepath.Join(dir, SnapshotsFile), 0o640, "NORMAL", opts.BusyTimeout)
+	// Persistent WAL for snapshots.db only: SQLite would otherwise delete
+	// its -wal and -shm files at the last close, and a reporting-group
+	// member, who cannot create files in the 0750 directory, could then not
+	// read the database at all while syncer is not running.
+	s.snapshots, err = openDB(ctx, filepath.Join(dir, SnapshotsFile), 0o640, "NORMAL", opts.BusyTimeout, true)
 	if err != nil {
 		return nil, err
 	}
 	// secure_delete: a rotated-away or deleted token is overwritten on disk,
 	// not left in a free page.
-	s.tokens, err = openDB(ctx, filepath.Join(dir, TokensFile), 0o600, "FULL", opts.BusyTimeout, "secure_delete(ON)")
+	s.tokens, err = openDB(ctx, filepath.Join(dir, TokensFile), 0o600, "FULL", opts.BusyTimeout, false, "secure_delete(ON)")
 	if err != nil {
 		s.snapshots.Close()
 		return nil, err
@@ -136,7 +141,7 @@ func DSN(path string, pragmas []string, extra url.Values) string {
 	return "file:" + path + "?" + q.Encode()
 }
 
-func openDB(ctx context.Context, path string, mode os.FileMode, synchronous string, busy time.Duration, extraPragmas ...string) (*sql.DB, error) {
+func openDB(ctx context.Context, path string, mode os.FileMode, synchronous string, busy time.Duration, persistWAL bool, extraPragmas ...string) (*sql.DB, error) {
 	// Create the file ourselves so it is born with the right mode whatever
 	// the umask; SQLite gives the -wal and -shm files the same mode.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, mode)
@@ -154,10 +159,14 @@ func openDB(ctx context.Context, path string, mode os.FileMode, synchronous stri
 		"foreign_keys(ON)",
 	}
 	pragmas = append(pragmas, extraPragmas...)
-	db, err := sql.Open("sqlite", DSN(path, pragmas, url.Values{"_txlock": {"immediate"}}))
+	connector, err := sqlite.NewConnector(DSN(path, pragmas, url.Values{"_txlock": {"immediate"}}))
 	if err != nil {
 		return nil, fileError(path, "open", err)
 	}
+	if persistWAL {
+		connector = persistWALConnector{connector}
+	}
+	db := sql.OpenDB(connector)
 	if err := checkPragmas(ctx, db, synchronous); err != nil {
 		db.Close()
 		return nil, fileError(path, "open", err)
@@ -268,4 +277,22 @@ func parseTime(ns sql.NullString) time.Time {
 		return time.Time{}
 	}
 	return t.UTC()
+}
+
+// persistWALConnector sets SQLITE_FCNTL_PERSIST_WAL on every connection it
+// opens, so the -wal and -shm files outlive the last connection.
+type persistWALConnector struct{ driver.Connector }
+
+func (c persistWALConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if fc, ok := conn.(sqlite.FileControl); ok {
+		if _, err := fc.FileControlPersistWAL("main", 1); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	return conn, nil
 }
