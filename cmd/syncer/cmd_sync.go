@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -38,6 +39,12 @@ func cmdSync(e env, args []string) error {
 		return fmt.Errorf("%w: SYNCER_SCHEDULE: %v", errConfig, err)
 	}
 	if err := a.openStore(e.ctx); err != nil {
+		if e.ctx.Err() != nil {
+			// Stopped while waiting for the databases: nothing was done,
+			// which is what was asked.
+			a.log.Info("stopped before start-up finished")
+			return nil
+		}
 		return err
 	}
 	if n, err := a.store.CloseAbandonedRuns(e.ctx); err != nil {
@@ -70,7 +77,17 @@ func cmdSync(e env, args []string) error {
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
 		},
 	}
-	go watchdog(e.ctx, a)
+	if interval, err := daemon.SdWatchdogEnabled(false); err == nil && interval > 0 {
+		// Both must answer: a scheduler that stopped turning, or a database
+		// that hangs, means no ping, and systemd restarts the service.
+		healthy := func(ctx context.Context) error {
+			if err := sched.Alive(ctx); err != nil {
+				return err
+			}
+			return a.store.Ping(ctx)
+		}
+		go watchdog(e.ctx, a.log, interval, healthy, func(state string) { _, _ = daemon.SdNotify(false, state) })
+	}
 	err = sched.Run(e.ctx)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	return err
@@ -86,28 +103,37 @@ func summaryError(sum sync.Summary) error {
 	return nil
 }
 
-// watchdog pings systemd while the database answers. A hung process stops
-// pinging and systemd restarts it. Nothing happens outside systemd.
-func watchdog(ctx context.Context, a *app) {
-	interval, err := daemon.SdWatchdogEnabled(false)
-	if err != nil || interval <= 0 {
-		return
-	}
+// watchdog sends WATCHDOG=1 through notify every interval/3 while healthy
+// answers within that time, until ctx ends. A hung process stops pinging and
+// systemd restarts it.
+func watchdog(ctx context.Context, log *slog.Logger, interval time.Duration, healthy func(context.Context) error, notify func(state string)) {
 	t := time.NewTicker(interval / 3)
 	defer t.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		pingCtx, cancel := context.WithTimeout(ctx, interval/3)
-		err := a.store.Ping(pingCtx)
+		checkCtx, cancel := context.WithTimeout(ctx, interval/3)
+		err := healthy(checkCtx)
 		cancel()
+		if ctx.Err() != nil {
+			return
+		}
 		if err != nil {
-			a.log.Error("watchdog: database does not answer; not pinging systemd", "error", err.Error())
+			// Said once per outage, not every tick.
+			if !failing {
+				log.Error("watchdog: not pinging systemd", "error", err.Error())
+			}
+			failing = true
 			continue
 		}
-		_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+		if failing {
+			log.Info("watchdog: healthy again; pinging systemd")
+			failing = false
+		}
+		notify(daemon.SdNotifyWatchdog)
 	}
 }

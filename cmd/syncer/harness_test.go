@@ -205,4 +205,3 @@ func fileContains(t *testing.T, path, s string) bool {
 	}
 	return false
 }
-
