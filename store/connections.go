@@ -93,7 +93,9 @@ func (s *Store) Connect(ctx context.Context, name, providerName, baseURL string,
 	err = tx.QueryRowContext(ctx, "SELECT provider FROM connection WHERE name = ?", name).Scan(&existing)
 	switch {
 	case err == nil && existing != providerName:
-		return Connection{}, fmt.Errorf("connection %q already exists for %s; choose another name or `syncer disconnect` it first", name, existing)
+		// Disconnecting keeps the row (and its history), so the name stays
+		// taken: only another name helps.
+		return Connection{}, fmt.Errorf("connection %q already exists for %s; choose another name", name, existing)
 	case err != nil && !errors.Is(err, sql.ErrNoRows):
 		return Connection{}, fileError(path, "read", err)
 	}
@@ -113,11 +115,15 @@ func (s *Store) Connect(ctx context.Context, name, providerName, baseURL string,
 	if err != nil {
 		return Connection{}, fileError(path, "write", err)
 	}
-	if err := tx.Commit(); err != nil {
-		return Connection{}, fileError(path, "write", err)
-	}
+	// The tokens are saved before the connection row commits: if they
+	// cannot be saved, a re-connected connection keeps its old state
+	// (reauth_required stays reauth_required, so its refused token is never
+	// presented again) and a new one is not created without tokens.
 	if err := s.saveVault(ctx, id, name, tok); err != nil {
 		return Connection{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return Connection{}, fileError(path, "write", err)
 	}
 	return s.ConnectionByName(ctx, name)
 }

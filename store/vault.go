@@ -285,6 +285,20 @@ func (s *Store) setTokenKey(ctx context.Context, key []byte) error {
 		return fileError(path, "encrypt", err)
 	}
 	defer tx.Rollback()
+	// Another process given the same new key may have sealed the vault
+	// while this one waited for the write lock: check again under it, so
+	// nothing is sealed twice.
+	err = tx.QueryRowContext(ctx, "SELECT value FROM vault_meta WHERE key = 'key_check'").Scan(&check)
+	switch {
+	case err == nil:
+		if _, err := c.open(0, "key_check", check.String); err != nil {
+			return fmt.Errorf("store: the configured token key is not the key %s was encrypted with: use the original key file; a new key cannot read the stored tokens", path)
+		}
+		s.cipher = c
+		return nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return fileError(path, "encrypt", err)
+	}
 	rows, err := tx.QueryContext(ctx, "SELECT connection_id, refresh_token, coalesce(access_token, '') FROM token")
 	if err != nil {
 		return fileError(path, "encrypt", err)
@@ -303,6 +317,9 @@ func (s *Store) setTokenKey(ctx context.Context, key []byte) error {
 		all = append(all, r)
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fileError(path, "encrypt", err)
+	}
 	for _, r := range all {
 		refresh, err := c.seal(r.id, "refresh_token", r.refresh)
 		if err != nil {

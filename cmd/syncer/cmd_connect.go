@@ -89,6 +89,9 @@ func connectEverReal(e env, args []string) error {
 	if !*web && *username == "" {
 		return usagef("connect everreal needs -username EMAIL (or -web to log in through the browser)")
 	}
+	if *timeout <= 0 {
+		return usagef("-timeout must be positive (try 5m)")
+	}
 	a, err := newApp(e)
 	if err != nil {
 		return err
@@ -102,15 +105,19 @@ func connectEverReal(e env, args []string) error {
 	if err := a.openStore(e.ctx); err != nil {
 		return err
 	}
+	if err := checkNameFree(e, a, *name, everreal.Name); err != nil {
+		return err
+	}
 	client := a.everReal(base)
 	var tok provider.Token
 	if *web {
-		tok, err = everRealWebLogin(e, client, *timeout)
+		tok, err = everRealWebLogin(e, client, *username, *timeout)
 	} else {
 		var password provider.Secret
 		password, err = readSecret(e, fmt.Sprintf("EverReal password for %s: ", *username))
 		if err == nil {
 			tok, err = client.PasswordGrant(e.ctx, *username, password)
+			err = refusedLogin(err, *username)
 		}
 	}
 	if err != nil {
@@ -119,11 +126,54 @@ func connectEverReal(e env, args []string) error {
 	return saveConnection(e, a, *name, everreal.Name, base, tok, false)
 }
 
+// checkNameFree refuses, before any login, a name that another provider's
+// connection holds: the login would be wasted (and at EverReal could evict
+// one of the account's 50 stored tokens).
+func checkNameFree(e env, a *app, name, providerName string) error {
+	c, err := a.store.ConnectionByName(e.ctx, name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case c.Provider != providerName:
+		return usagef("connection %q already exists for %s (names stay taken, with their history, after a disconnect): choose another -name", name, c.Provider)
+	}
+	return nil
+}
+
+// refusedLogin words a refused password login for the person who just typed
+// it: the provider's reason, and that nothing was stored. The generic hint
+// ("run syncer connect again") is for a stored login gone bad.
+func refusedLogin(err error, username string) error {
+	var pe *provider.Error
+	if err == nil || !errors.As(err, &pe) || pe.Kind != provider.KindReauth {
+		return err
+	}
+	reason := pe.Code
+	if pe.Description != "" {
+		reason += ": " + pe.Description
+	}
+	if pe.Status != 0 {
+		reason += fmt.Sprintf(" (HTTP %d)", pe.Status)
+	}
+	return fmt.Errorf("%s refused the login for %q: %s; check the e-mail address and the password. Nothing was stored", pe.Provider, username, reason)
+}
+
 func saveConnection(e env, a *app, name, providerName, base string, tok provider.Token, quiet bool) error {
 	existing, err := a.store.ConnectionByName(e.ctx, name)
 	reconnect := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
+	}
+	if reconnect {
+		// A sync of this connection may be refreshing with the old tokens
+		// right now; wait for it, so its save cannot overwrite ours.
+		unlock, err := a.store.LockConnection(e.ctx, existing.ID, a.cfg.LockTimeout)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
 	c, err := a.store.Connect(e.ctx, name, providerName, base, tok)
 	if err != nil {
@@ -171,7 +221,10 @@ func readSecret(e env, prompt string) (provider.Secret, error) {
 
 // everRealWebLogin runs the authorization-code flow with PKCE (S256) and a
 // state value, receiving the code on a loopback listener on a free port.
-func everRealWebLogin(e env, client *everreal.Client, timeout time.Duration) (provider.Token, error) {
+//
+// A username, when given, goes along as login_hint, so the provider's login
+// page can offer that account.
+func everRealWebLogin(e env, client *everreal.Client, username string, timeout time.Duration) (provider.Token, error) {
 	verifier := randomString(48)
 	sum := sha256.Sum256([]byte(verifier))
 	challenge := base64.RawURLEncoding.EncodeToString(sum[:])
@@ -215,20 +268,37 @@ func everRealWebLogin(e env, client *everreal.Client, timeout time.Duration) (pr
 		}
 	})}
 	go srv.Serve(ln)
-	defer srv.Close()
+	defer shutdown(srv)
 
+	authURL := client.AuthorizeURL(redirect, state, challenge)
+	if username != "" {
+		authURL += "&login_hint=" + url.QueryEscape(username)
+	}
 	fmt.Fprintf(e.stdout, "Open this address in a browser and log in to EverReal:\n\n  %s\n\nWaiting up to %s for the login...\n",
-		client.AuthorizeURL(redirect, state, challenge), timeout)
+		authURL, timeout)
 	ctx, cancel := context.WithTimeout(e.ctx, timeout)
 	defer cancel()
 	select {
 	case <-ctx.Done():
+		if e.ctx.Err() != nil {
+			return provider.Token{}, e.ctx.Err()
+		}
 		return provider.Token{}, fmt.Errorf("everreal: no login arrived within %s (raise -timeout, or use the password grant with -username)", timeout)
 	case res := <-got:
 		if res.err != nil {
 			return provider.Token{}, res.err
 		}
 		return client.ExchangeCode(e.ctx, res.code, redirect, verifier)
+	}
+}
+
+// shutdown stops a loopback listener, letting an answer being written reach
+// the browser first, so the person sees the page that says what happened.
+func shutdown(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if srv.Shutdown(ctx) != nil {
+		srv.Close()
 	}
 }
 
@@ -262,6 +332,9 @@ func connectEstateGuru(e env, args []string) error {
 	if err := checkName(*name); err != nil {
 		return err
 	}
+	if *timeout <= 0 {
+		return usagef("-timeout must be positive (try 5m)")
+	}
 	a, err := newApp(e)
 	if err != nil {
 		return err
@@ -278,6 +351,9 @@ func connectEstateGuru(e env, args []string) error {
 		return fmt.Errorf("%w: SYNCER_ESTATEGURU_CLIENT_ID and SYNCER_ESTATEGURU_CLIENT_SECRET are not set (EstateGuru issues them to you)", errConfig)
 	}
 	if err := a.openStore(e.ctx); err != nil {
+		return err
+	}
+	if err := checkNameFree(e, a, *name, estateguru.Name); err != nil {
 		return err
 	}
 	client := a.estateGuru(base)
@@ -306,7 +382,7 @@ func connectEstateGuru(e env, args []string) error {
 			}
 		})}
 		go srv.Serve(ln)
-		defer srv.Close()
+		defer shutdown(srv)
 	}
 	auth, err := client.Authorize(e.ctx, redirect)
 	if err != nil {
@@ -326,6 +402,9 @@ func connectEstateGuru(e env, args []string) error {
 		defer cancel()
 		select {
 		case <-ctx.Done():
+			if e.ctx.Err() != nil {
+				return e.ctx.Err()
+			}
 			return fmt.Errorf("estateguru: no approval arrived within %s (raise -timeout and try again)", *timeout)
 		case q := <-callbacks:
 			if tok, err = client.ParseCallback(q, auth.RequestID); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -178,8 +179,11 @@ func cmdDisconnect(e env, args []string) error {
 		return err
 	}
 	c, err := a.store.ConnectionByName(e.ctx, name)
-	if err != nil {
+	if errors.Is(err, store.ErrNotFound) {
 		return usagef("%v", err)
+	}
+	if err != nil {
+		return err
 	}
 	unlock, err := a.store.LockConnection(e.ctx, c.ID, a.cfg.LockTimeout)
 	if err != nil {
@@ -189,7 +193,7 @@ func cmdDisconnect(e env, args []string) error {
 	var revokeErr error
 	tok, err := a.store.Token(e.ctx, c.ID)
 	switch {
-	case err == store.ErrNoToken:
+	case errors.Is(err, store.ErrNoToken):
 		fmt.Fprintf(e.stdout, "%s: no tokens were stored\n", name)
 	case err != nil:
 		return err
