@@ -14,4 +14,9 @@ var Schema string
 // SchemaVersion is the user_version a snapshots.db migrated by this binary
 // carries. Raise it whenever schema.sql changes; a database with a higher
 // version was written by a newer syncer and is refused.
-const SchemaVersion = 1
+//
+// 1: tables and the base views. 2: the latest_* views seek the newest
+// snapshot through the primary key; latest_everreal_companies and the report
+// views (estateguru_portfolio_history, estateguru_investment_changes,
+// everreal_users_by_company, everreal_scope_changes).
+const SchemaVersion = 2

@@ -214,7 +214,7 @@ func fileError(path, op string, err error) error {
 		hint = "the file is damaged: restore it from a backup or move it aside (syncer then starts a new one); the other database is untouched"
 	case errors.Is(err, os.ErrPermission), strings.Contains(msg, "readonly"), strings.Contains(msg, "read-only"), strings.Contains(msg, "permission denied"):
 		hint = "syncer cannot write there: check the owner and mode of the data directory (SYNCER_DATA_DIR)"
-	case strings.Contains(msg, "disk is full"), strings.Contains(msg, "no space"):
+	case strings.Contains(msg, "disk is full"), strings.Contains(msg, "no space"), noSpaceLeft(path):
 		hint = "the disk is full: free space and run again"
 	}
 	if hint != "" {

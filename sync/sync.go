@@ -42,6 +42,8 @@ type Store interface {
 	Connections(ctx context.Context) ([]store.Connection, error)
 	Token(ctx context.Context, connID int64) (store.StoredToken, error)
 	SaveToken(ctx context.Context, connID int64, tok provider.Token) error
+	// CheckWritable fails when tokens.db cannot take a durable write now.
+	CheckWritable(ctx context.Context) error
 	LockConnection(ctx context.Context, connID int64, wait time.Duration) (unlock func(), err error)
 	SetState(ctx context.Context, connID int64, state, lastError string) error
 	SaveEverReal(ctx context.Context, connID int64, period, fetchedAt time.Time, snap store.EverRealSnapshot) error
@@ -85,6 +87,11 @@ type Syncer struct {
 	RefreshMargin time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// AfterRun, if set, is called at the end of every Run whose record was
+	// written, with the run's summary and Run's context (check ctx.Err():
+	// an interrupted run calls it too): housekeeping such as retention and
+	// WAL checkpoints. It cannot fail the run; it logs its own errors.
+	AfterRun func(ctx context.Context, sum Summary)
 }
 
 // Summary is a run's outcome.
@@ -192,6 +199,9 @@ loop:
 	}
 	log.Info("sync finished", "status", sum.Status, "ok", sum.OK, "failed", sum.Failed,
 		"needs_reauth", sum.NeedsReauth, "duration", s.now().Sub(started).Round(time.Millisecond))
+	if s.AfterRun != nil {
+		s.AfterRun(ctx, sum)
+	}
 	return sum, nil
 }
 
@@ -253,6 +263,11 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		return err
 	}
 	refresh := func() error {
+		// A refresh may rotate the token: never ask for one that could
+		// not be saved.
+		if err := s.Store.CheckWritable(ctx); err != nil {
+			return fmt.Errorf("not refreshing, a new token could not be saved: %w", err)
+		}
 		fresh, err := conn.refresh(ctx, tok.Refresh)
 		if err != nil {
 			return err

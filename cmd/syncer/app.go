@@ -110,7 +110,7 @@ func (a *app) policy(baseURL string) *provider.HTTP {
 		Client:        a.client,
 		Timeout:       a.cfg.HTTPTimeout,
 		Retries:       a.cfg.Retries,
-		Backoff:       500 * time.Millisecond,
+		Backoff:       a.cfg.RetryBackoff,
 		MaxBackoff:    30 * time.Second,
 		MaxRetryAfter: 2 * time.Minute,
 	}
@@ -155,5 +155,36 @@ func (a *app) syncer() *sync.Syncer {
 		Concurrency: a.cfg.Concurrency,
 		Period:      a.cfg.SnapshotPeriod,
 		LockWait:    a.cfg.LockTimeout,
+		AfterRun:    a.afterRun,
+	}
+}
+
+// afterRun is the housekeeping after a sync: retention (only after a run
+// that stored something, so a broken provider never ages out the history it
+// cannot replace) and WAL checkpoints. Its failures are logged; the run's
+// outcome stands.
+func (a *app) afterRun(ctx context.Context, sum sync.Summary) {
+	if ctx.Err() != nil {
+		return // shutting down: closing the store checkpoints anyway
+	}
+	log := a.log.With("run_id", sum.RunID)
+	if a.cfg.Retention > 0 && (sum.Status == store.RunOK || sum.Status == store.RunPartial) {
+		cutoff := time.Now().UTC().Add(-a.cfg.Retention)
+		n, err := a.store.Retain(ctx, cutoff)
+		if err != nil {
+			log.Error("retention failed; it is tried again after the next run", "error", err, "deleted", n)
+		} else if n > 0 {
+			log.Info("retention dropped old snapshots", "deleted", n, "older_than", cutoff.Format(time.RFC3339))
+		}
+	}
+	cps, err := a.store.Checkpoint(ctx)
+	if err != nil {
+		log.Warn("WAL checkpoint failed; SQLite's own checkpoints go on", "error", err)
+	}
+	for _, c := range cps {
+		if c.Busy {
+			log.Debug("WAL not truncated: a reader holds an older snapshot, or another process is writing",
+				"file", c.File, "frames", c.Frames, "checkpointed", c.Checkpointed)
+		}
 	}
 }

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/csv"
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,9 +25,13 @@ func cmdQuery(e env, args []string) error {
 	}
 	query := strings.Join(fs.Args(), " ")
 	if strings.TrimSpace(query) == "" {
-		b, err := io.ReadAll(io.LimitReader(e.stdin, 1<<20))
+		const maxSQL = 1 << 20
+		b, err := io.ReadAll(io.LimitReader(e.stdin, maxSQL+1))
 		if err != nil {
 			return fmt.Errorf("reading SQL from stdin: %w", err)
+		}
+		if len(b) > maxSQL {
+			return usagef("query: the SQL on stdin is over 1 MiB")
 		}
 		query = string(b)
 	}
@@ -39,12 +43,14 @@ func cmdQuery(e env, args []string) error {
 		return err
 	}
 	defer a.close()
-	db, err := store.OpenReports(e.ctx, a.cfg.DataDir)
+	r, err := store.OpenReader(e.ctx, a.cfg.DataDir)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	rows, err := db.QueryContext(e.ctx, query)
+	defer r.Close()
+	// SQLite's own message, unedited: it names the table, column or token
+	// that is wrong, and a refused write says "readonly database".
+	rows, err := r.Query(e.ctx, query)
 	if err != nil {
 		return fmt.Errorf("query: %v", err)
 	}
@@ -56,7 +62,7 @@ func cmdQuery(e env, args []string) error {
 	var w rowWriter
 	switch *format {
 	case "csv":
-		w = &csvWriter{w: csv.NewWriter(e.stdout)}
+		w = &csvWriter{w: bufio.NewWriter(e.stdout)}
 	case "json":
 		w = &jsonWriter{w: e.stdout}
 	default:
@@ -131,19 +137,40 @@ func (t *tableWriter) row(_ []string, vals []any) error {
 
 func (t *tableWriter) end() error { return t.w.Flush() }
 
-type csvWriter struct{ w *csv.Writer }
+// csvWriter writes RFC 4180: records end in CRLF; a field holding a comma,
+// a quote, CR or LF is quoted, its quotes doubled. Unlike encoding/csv with
+// UseCRLF, a newline inside a value is written as it is, not turned into
+// CRLF: the value read back is the value stored.
+type csvWriter struct{ w *bufio.Writer }
 
-func (c *csvWriter) header(cols []string) error { return c.w.Write(cols) }
+func (c *csvWriter) header(cols []string) error { return c.record(cols) }
 
 func (c *csvWriter) row(_ []string, vals []any) error {
 	rec := make([]string, len(vals))
 	for i, v := range vals {
 		rec[i] = text(v)
 	}
-	return c.w.Write(rec)
+	return c.record(rec)
 }
 
-func (c *csvWriter) end() error { c.w.Flush(); return c.w.Error() }
+func (c *csvWriter) record(fields []string) error {
+	for i, f := range fields {
+		if i > 0 {
+			c.w.WriteByte(',')
+		}
+		if !strings.ContainsAny(f, ",\"\r\n") {
+			c.w.WriteString(f)
+			continue
+		}
+		c.w.WriteByte('"')
+		c.w.WriteString(strings.ReplaceAll(f, `"`, `""`))
+		c.w.WriteByte('"')
+	}
+	_, err := c.w.WriteString("\r\n")
+	return err
+}
+
+func (c *csvWriter) end() error { return c.w.Flush() }
 
 type jsonWriter struct {
 	w io.Writer
@@ -203,13 +230,13 @@ func cmdBackup(e env, args []string) error {
 		return err
 	}
 	defer a.close()
-	if err := a.openStore(e.ctx); err != nil {
+	// Read-only, like query: it needs neither tokens.db nor write access,
+	// and it never waits for, or holds up, a sync.
+	size, err := store.Backup(e.ctx, a.cfg.DataDir, fs.Arg(0))
+	if err != nil {
 		return err
 	}
-	if err := a.store.Backup(e.ctx, fs.Arg(0)); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "snapshots.db backed up to %s (tokens.db is not included: back it up separately and keep it secret)\n", fs.Arg(0))
+	fmt.Fprintf(e.stdout, "snapshots.db backed up to %s (%d bytes, checked; tokens.db is not included: back it up separately and keep it secret)\n", fs.Arg(0), size)
 	return nil
 }
 

@@ -30,6 +30,7 @@ type Config struct {
 	Concurrency    int           `envconfig:"CONCURRENCY" default:"8" desc:"connections synced at once; also the cap on connections to one provider host"`
 	HTTPTimeout    time.Duration `envconfig:"HTTP_TIMEOUT" default:"30s" desc:"deadline for one HTTP call to a provider, body included"`
 	Retries        int           `envconfig:"RETRIES" default:"3" desc:"extra attempts for a provider call that failed transiently (network, 5xx, 429)"`
+	RetryBackoff   time.Duration `envconfig:"RETRY_BACKOFF" default:"500ms" desc:"first wait before retrying a failed provider call; each next wait doubles, with jitter, up to 30s (a provider's Retry-After is obeyed up to 2m)"`
 	RateLimit      float64       `envconfig:"RATE_LIMIT" default:"4" desc:"requests per second to one provider host (EverReal allows 300 a minute); 0 means no limit"`
 	Retention      time.Duration `envconfig:"RETENTION" default:"0" desc:"drop snapshots older than this after a successful run (e.g. 8760h); 0 keeps everything"`
 	RefreshWarn    time.Duration `envconfig:"REFRESH_WARN" default:"336h" desc:"status warns when a refresh token dies within this (re-connect needed then)"`
@@ -181,6 +182,9 @@ func (c *Config) validate() error {
 	}
 	if c.Retries < 0 || c.Retries > 10 {
 		errs = append(errs, fmt.Errorf("SYNCER_RETRIES: %d is out of range (0 to 10; try \"3\")", c.Retries))
+	}
+	if c.RetryBackoff < time.Millisecond || c.RetryBackoff > 30*time.Second {
+		errs = append(errs, fmt.Errorf("SYNCER_RETRY_BACKOFF: %s is out of range (1ms to 30s; try \"500ms\")", c.RetryBackoff))
 	}
 	if c.RateLimit < 0 {
 		errs = append(errs, fmt.Errorf("SYNCER_RATE_LIMIT: %v is negative (try \"4\", or 0 for no limit)", c.RateLimit))

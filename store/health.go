@@ -1,0 +1,44 @@
+package store
+
+import (
+	"context"
+	"path/filepath"
+	"syscall"
+)
+
+// CheckWritable makes one small durable write to tokens.db (a timestamp in
+// vault_meta, committed with synchronous=FULL like a token). The sync loop
+// calls it before a refresh: a refresh may rotate the refresh token, and a
+// rotated token that cannot be saved is lost for good, so a vault that
+// cannot take a write (read-only, disk full, locked by another process past
+// the busy timeout) must fail the connection before the provider is asked.
+//
+// It is a probe, not a promise: space can run out between it and the save.
+func (s *Store) CheckWritable(ctx context.Context) error {
+	path := filepath.Join(s.dir, TokensFile)
+	tx, err := s.tokens.BeginTx(ctx, nil)
+	if err != nil {
+		return fileError(path, "write to", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO vault_meta (key, value) VALUES ('write_check', ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, s.now().Format(TimeFormat)); err != nil {
+		return fileError(path, "write to", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fileError(path, "write to", err)
+	}
+	return nil
+}
+
+// noSpaceLeft reports whether the file system holding path has (nearly) no
+// space left. SQLite reports a full disk as "disk is full" only for some
+// writes; creating the -shm file of a database on a full disk says "disk
+// I/O error", which alone would send a person looking for a failing disk.
+func noSpaceLeft(path string) bool {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
+		return false
+	}
+	return uint64(st.Bavail)*uint64(st.Bsize) < 1<<20
+}
