@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -88,6 +89,12 @@ func (e *Error) Error() string {
 	if e.Status != 0 {
 		fmt.Fprintf(&b, " (HTTP %d)", e.Status)
 	}
+	switch {
+	case e.RetryAfter >= 24*time.Hour:
+		b.WriteString(" (the provider asked to wait more than a day)")
+	case e.RetryAfter > 0:
+		fmt.Fprintf(&b, " (the provider asked to wait %s)", e.RetryAfter)
+	}
 	if e.Description != "" {
 		b.WriteString(": ")
 		b.WriteString(e.Description)
@@ -148,7 +155,13 @@ func Classify(providerName, op string, status int, header http.Header, body []by
 		e.Code = CleanText(oe.Error, 64)
 		e.Description = CleanText(firstNonEmpty(oe.ErrorDescription, oe.Message), 200)
 	}
-	e.RetryAfter = parseRetryAfter(header)
+	e.RetryAfter = parseRetryAfter(header, status)
+	if e.Code == "" && status >= 500 {
+		// A gateway's HTML page says more by what it is than by its status.
+		if what := describeBody(header, body); !strings.HasPrefix(what, "answer is not the documented JSON") {
+			e.Err = errors.New(what)
+		}
+	}
 	switch strings.ToLower(e.Code) {
 	case "invalid_grant":
 		e.Kind = KindReauth
@@ -181,7 +194,10 @@ func kindOfStatus(status int) Kind {
 
 // parseRetryAfter reads Retry-After (seconds or an HTTP date) or EverReal's
 // X-RateLimit-Reset (seconds to wait). Zero when neither is there.
-func parseRetryAfter(h http.Header) time.Duration {
+// X-RateLimit-Reset comes on every EverReal answer, so it counts only when
+// the limit is what failed (a 429, or nothing remaining): a 500 must not
+// wait out the rate-limit window.
+func parseRetryAfter(h http.Header, status int) time.Duration {
 	if h == nil {
 		return 0
 	}
@@ -190,9 +206,14 @@ func parseRetryAfter(h http.Header) time.Duration {
 		if v == "" {
 			continue
 		}
+		if name == "X-RateLimit-Reset" && status != http.StatusTooManyRequests &&
+			strings.TrimSpace(h.Get("X-RateLimit-Remaining")) != "0" {
+			continue
+		}
 		var secs int64
 		if _, err := fmt.Sscanf(v, "%d", &secs); err == nil && secs >= 0 && fmt.Sprint(secs) == v {
-			return time.Duration(secs) * time.Second
+			// Past about 292 years the product overflows into the past.
+			return time.Duration(min(secs, math.MaxInt64/int64(time.Second))) * time.Second
 		}
 		if t, err := http.ParseTime(v); err == nil {
 			if d := time.Until(t); d > 0 {

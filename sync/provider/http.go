@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/time/rate"
 )
@@ -26,6 +30,12 @@ const (
 // ErrTooLarge is wrapped by the error for an answer over its size cap.
 var ErrTooLarge = errors.New("answer too large")
 
+// ErrAnswerLost is wrapped by the error for a call whose request was sent
+// whole but whose answer never arrived whole (the connection broke, or the
+// deadline passed): the provider may have acted on it. A refresh that
+// rotates its token is the case that matters: the new token may be gone.
+var ErrAnswerLost = errors.New("the answer was lost after the request was sent")
+
 // HTTP is the call policy both providers share: one *http.Client (with its
 // keep-alive pool), a deadline per call, capped bodies, retries with capped
 // exponential backoff and jitter for transient failures, and an optional
@@ -38,7 +48,8 @@ type HTTP struct {
 	Timeout time.Duration
 
 	// Retries is how many more attempts a transient failure (a transport
-	// error, a 5xx, a 429) gets.
+	// error, a 5xx, a 429) gets. An answer lost after the request was sent
+	// is retried once at once, even when Retries is 0 (see Do).
 	Retries int
 	// Backoff is the first wait between attempts; each next wait doubles, up
 	// to MaxBackoff, with full jitter.
@@ -77,15 +88,29 @@ type Response struct {
 // Do sends the request under the policy. A non-2xx answer comes back as an
 // *Error classified by its body; a failure to get an answer as an *Error of
 // KindTransient.
+//
+// An answer lost after the request was sent whole gets one retry at once,
+// on top of Retries and without a wait: a refresh may have been processed
+// (and its token rotated) at the provider, and asking again at once either
+// succeeds (nothing was processed, or the provider does not rotate) or says
+// plainly that the token is gone. In that second case the error says the
+// earlier answer was lost, so a person knows why a re-connect is needed.
+// A NoRetry request is still sent only once.
 func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 	attempts := 1
 	if !r.NoRetry {
 		attempts += h.Retries
 	}
-	var lastErr *Error
+	var (
+		lastErr *Error
+		lost    error // why the first lost answer was lost
+		atOnce  bool  // the next attempt is the lost answer's retry
+		waits   int   // backoff waits so far
+	)
 	for attempt := 0; attempt < attempts; attempt++ {
-		if attempt > 0 {
-			wait := h.backoff(attempt)
+		if attempt > 0 && !atOnce {
+			waits++
+			wait := h.backoff(waits)
 			if lastErr != nil && lastErr.RetryAfter > wait {
 				wait = lastErr.RetryAfter
 			}
@@ -93,16 +118,36 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 				return nil, lastErr
 			}
 		}
-		resp, perr := h.once(ctx, r)
+		atOnce = false
+		resp, perr, lostWhy := h.once(ctx, r)
 		if perr == nil {
 			return resp, nil
+		}
+		if lost != nil && (perr.Kind == KindReauth || perr.Kind == KindInvalidToken) {
+			perr.Err = afterLostAnswer(perr.Err, lost)
 		}
 		lastErr = perr
 		if !h.retryable(ctx, perr) {
 			break
 		}
+		if lostWhy != nil && lost == nil && !r.NoRetry {
+			lost = lostWhy
+			atOnce = true
+			attempts++ // on top of Retries
+		}
 	}
 	return nil, lastErr
+}
+
+// afterLostAnswer explains a refusal that follows a lost answer: the lost
+// attempt may have used up what the provider now refuses.
+func afterLostAnswer(err, lost error) error {
+	why := fmt.Errorf("the answer to the previous attempt was lost (%v), so the provider may have processed "+
+		"that request already: a refresh would have rotated the token, and the new one never arrived", lost)
+	if err == nil {
+		return why
+	}
+	return fmt.Errorf("%w; %w", err, why)
 }
 
 func (h *HTTP) retryable(ctx context.Context, e *Error) bool {
@@ -115,10 +160,12 @@ func (h *HTTP) retryable(ctx context.Context, e *Error) bool {
 	return true
 }
 
-func (h *HTTP) once(ctx context.Context, r Request) (*Response, *Error) {
+// once makes one attempt. lost, when not nil, says why no whole answer came
+// back to a request that went out whole: the provider may have acted on it.
+func (h *HTTP) once(ctx context.Context, r Request) (_ *Response, _ *Error, lost error) {
 	if h.Limiter != nil {
 		if err := h.Limiter.Wait(ctx); err != nil {
-			return nil, &Error{Provider: r.Provider, Op: r.Op, Kind: KindTransient, Err: fmt.Errorf("waiting for the rate limit: %w", err)}
+			return nil, &Error{Provider: r.Provider, Op: r.Op, Kind: KindTransient, Err: fmt.Errorf("waiting for the rate limit: %w", err)}, nil
 		}
 	}
 	if h.Timeout > 0 {
@@ -126,9 +173,19 @@ func (h *HTTP) once(ctx context.Context, r Request) (*Response, *Error) {
 		ctx, cancel = context.WithTimeout(ctx, h.Timeout)
 		defer cancel()
 	}
+	// Whether the request left whole decides whether a failure may have
+	// been processed; the transport reports it from its own goroutine.
+	var wrote atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				wrote.Store(true)
+			}
+		},
+	})
 	req, err := r.New(ctx)
 	if err != nil {
-		return nil, &Error{Provider: r.Provider, Op: r.Op, Kind: KindRequest, Err: err}
+		return nil, &Error{Provider: r.Provider, Op: r.Op, Kind: KindRequest, Err: err}, nil
 	}
 	client := h.Client
 	if client == nil {
@@ -136,42 +193,66 @@ func (h *HTTP) once(ctx context.Context, r Request) (*Response, *Error) {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, &Error{Provider: r.Provider, Op: r.Op, Kind: KindTransient, Err: transportError(ctx, err)}
+		sent := wrote.Load()
+		cause := transportError(ctx, err, sent)
+		e := &Error{Provider: r.Provider, Op: r.Op, Kind: KindTransient, Err: cause}
+		if !sent {
+			return nil, e, nil // never sent whole: nothing can have been processed
+		}
+		if !errors.Is(cause, errNoAnswer) {
+			// A deadline explains itself; a broken connection does not.
+			e.Err = fmt.Errorf("%w (%w)", ErrAnswerLost, cause)
+		}
+		return nil, e, cause
 	}
 	defer resp.Body.Close()
 	limit := r.MaxBody
 	if limit <= 0 {
 		limit = MaxTokenBody
 	}
-	body, err := readCapped(resp.Body, limit)
-	if errors.Is(err, ErrTooLarge) {
+	tooLarge := func() *Error {
 		// Drain nothing more: closing drops the connection, which is right
 		// for a peer sending gigabytes.
-		return nil, &Error{Provider: r.Provider, Op: r.Op, Kind: KindBadAnswer, Status: resp.StatusCode,
+		return &Error{Provider: r.Provider, Op: r.Op, Kind: KindBadAnswer, Status: resp.StatusCode,
 			Err: fmt.Errorf("%w: more than %s (the cap for this call)", ErrTooLarge, byteSize(limit))}
 	}
+	if resp.ContentLength > limit {
+		// Said up front: not a byte of it is read.
+		return nil, tooLarge(), nil
+	}
+	body, err := readCapped(resp.Body, limit, resp.ContentLength)
+	if errors.Is(err, ErrTooLarge) {
+		return nil, tooLarge(), nil
+	}
 	if err != nil {
+		cause := transportError(ctx, err, true)
 		return nil, &Error{Provider: r.Provider, Op: r.Op, Kind: KindTransient, Status: resp.StatusCode,
-			Err: fmt.Errorf("reading the answer: %w", transportError(ctx, err))}
+			Err: fmt.Errorf("reading the answer: %w", cause)}, cause
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, Classify(r.Provider, r.Op, resp.StatusCode, resp.Header, body)
+		return nil, Classify(r.Provider, r.Op, resp.StatusCode, resp.Header, body), nil
 	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil, nil
 }
 
+// errNoAnswer is a request sent whole and not answered in time: the call's
+// deadline or the transport's wait for the answer's headers, both
+// SYNCER_HTTP_TIMEOUT.
+var errNoAnswer = errors.New("no answer before the deadline (SYNCER_HTTP_TIMEOUT)")
+
 // transportError says plainly what a deadline means; the *url.Error text
-// would otherwise repeat the whole URL, query string included.
-func transportError(ctx context.Context, err error) error {
-	if ctx.Err() == context.DeadlineExceeded {
-		return errors.New("no answer before the deadline (SYNCER_HTTP_TIMEOUT)")
-	}
-	if ctx.Err() == context.Canceled {
-		return context.Canceled
-	}
+// would otherwise repeat the whole URL, query string included. sent says
+// whether the request had gone out whole.
+func transportError(ctx context.Context, err error, sent bool) error {
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return errors.New("timed out waiting for the provider")
+	timeout := errors.As(err, &ne) && ne.Timeout()
+	switch {
+	case ctx.Err() == context.DeadlineExceeded, timeout && sent:
+		return errNoAnswer
+	case ctx.Err() == context.Canceled:
+		return context.Canceled
+	case timeout:
+		return errors.New("timed out connecting to the provider")
 	}
 	// Drop the URL (it may carry a token in its query) and keep the cause.
 	var ue interface{ Unwrap() error }
@@ -183,15 +264,68 @@ func transportError(ctx context.Context, err error) error {
 	return err
 }
 
-func readCapped(r io.Reader, limit int64) ([]byte, error) {
-	body, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
+// readCapped reads a body of at most limit bytes, stopping one byte past
+// it. A stated length (size, -1 when unknown) within the cap sizes one
+// buffer (a false one costs at most the cap). An unstated one is read in
+// chunks joined once at the end: memory follows what arrives, and an
+// endless answer leaves no trail of outgrown buffers behind.
+func readCapped(r io.Reader, limit, size int64) ([]byte, error) {
+	lr := io.LimitReader(r, limit+1)
+	if size >= 0 && size <= limit {
+		b := make([]byte, size+1) // +1: a body longer than stated shows
+		n, err := fill(lr, b)
+		if err != nil {
+			return nil, err
+		}
+		if int64(n) > size {
+			return readRest(lr, b[:n], limit)
+		}
+		return b[:n], nil
 	}
-	if int64(len(body)) > limit {
+	return readRest(lr, nil, limit)
+}
+
+// readRest reads r to its end in chunks after the bytes already read.
+func readRest(r io.Reader, head []byte, limit int64) ([]byte, error) {
+	chunks := [][]byte{head}
+	total, next := len(head), 4<<10
+	for {
+		c := make([]byte, next)
+		n, err := fill(r, c)
+		if err != nil {
+			return nil, err
+		}
+		chunks = append(chunks, c[:n])
+		total += n
+		if n < len(c) {
+			break // the end
+		}
+		next = min(2*next, 1<<20)
+	}
+	if int64(total) > limit {
 		return nil, ErrTooLarge
 	}
-	return body, nil
+	out := make([]byte, 0, total)
+	for _, c := range chunks {
+		out = append(out, c...)
+	}
+	return out, nil
+}
+
+// fill reads into b until it is full or r ends; the end is not an error.
+func fill(r io.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := r.Read(b[n:])
+		n += m
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 func (h *HTTP) backoff(attempt int) time.Duration {
@@ -295,12 +429,19 @@ func (e ExpiresIn) At(now time.Time) time.Time {
 	if e <= 0 {
 		return time.Time{}
 	}
-	return now.Add(time.Duration(e) * time.Second).UTC().Truncate(time.Second)
+	// Past about 292 years the product overflows time.Duration and would
+	// land in the past: a lifetime that long is "never" anyway.
+	const maxSeconds = ExpiresIn(math.MaxInt64 / int64(time.Second))
+	return now.Add(time.Duration(min(e, maxSeconds)) * time.Second).UTC().Truncate(time.Second)
 }
 
+// truncate keeps at most n bytes of s, never cutting a character in two.
 func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
+	if len(s) <= n {
+		return s
 	}
-	return s
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
