@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"syncer/sync/provider"
 )
@@ -74,6 +75,9 @@ var errRequestID = errors.New("request id mismatch")
 // missing or null (none). A requestId, when present, must be reqID or end
 // with it (errRequestID otherwise). Amounts that are missing or null are 0.
 func decodePortfolio(body []byte, reqID string) (*Portfolio, string, error) {
+	if p, ok := decodePortfolioFast(body, reqID); ok {
+		return p, "", nil
+	}
 	var code string
 	p, err := decodePortfolioBody(body, reqID, &code)
 	if code != "" {
@@ -196,8 +200,7 @@ func decodeInvestment(dec *json.Decoder, i int) (Investment, error) {
 	if err := expectDelim(dec, '{', fmt.Sprintf("investment %d is not a JSON object", i)); err != nil {
 		return inv, err
 	}
-	var name, quantity, resourcePath rawValue
-	var amount, market, principal, profit, realized, change rawValue
+	var f investmentFields
 	for dec.More() {
 		key, err := nextKey(dec)
 		if err != nil {
@@ -210,61 +213,76 @@ func decodeInvestment(dec *json.Decoder, i int) (Investment, error) {
 		v := rawValue{key: key, raw: raw}
 		switch normKey(key) {
 		case "name":
-			name = v
+			f.name = v
 		case "quantity":
-			quantity = v
+			f.quantity = v
 		case "resourcepath":
-			resourcePath = v
+			f.resourcePath = v
 		case "investmentamount":
-			amount = v
+			f.amount = v
 		case "marketvalue":
-			market = v
+			f.market = v
 		case "principalleft":
-			principal = v
+			f.principal = v
 		case "profit":
-			profit = v
+			f.profit = v
 		case "realizedincome":
-			realized = v
+			f.realized = v
 		case "change":
-			change = v
+			f.change = v
 		}
 	}
 	if err := expectDelim(dec, '}', fmt.Sprintf("investment %d is not a JSON object", i)); err != nil {
 		return inv, err
 	}
+	return investmentFrom(i, &f)
+}
 
+// investmentFields are the members of one investment object that matter,
+// the last of each kind (as encoding/json keeps the last of repeated keys).
+type investmentFields struct {
+	name, quantity, resourcePath                        rawValue
+	amount, market, principal, profit, realized, change rawValue
+}
+
+// investmentFrom makes the i-th (1-based) investment of its members, parsing
+// every amount exactly.
+func investmentFrom(i int, f *investmentFields) (Investment, error) {
+	var inv Investment
 	// Name and path first: they say which investment a bad value is in.
 	var err error
-	if inv.Name, err = stringValue(name.raw); err != nil {
-		return inv, fmt.Errorf("investment %d: %s: %w", i, cleanText(name.key, 40), err)
+	if inv.Name, err = stringValue(f.name.raw); err != nil {
+		return inv, fmt.Errorf("investment %d: %s: %w", i, cleanText(f.name.key, 40), err)
 	}
-	if inv.ResourcePath, err = stringValue(resourcePath.raw); err != nil {
-		return inv, fmt.Errorf("investment %d: %s: %w", i, cleanText(resourcePath.key, 40), err)
+	if inv.ResourcePath, err = stringValue(f.resourcePath.raw); err != nil {
+		return inv, fmt.Errorf("investment %d: %s: %w", i, cleanText(f.resourcePath.key, 40), err)
 	}
 	inv.ResourcePath = strings.TrimSpace(inv.ResourcePath)
 	inv.LoanID = loanID(inv.ResourcePath)
 	where := func(key string, err error) error {
 		return fmt.Errorf("investment %d (%s): %s: %w", i, describeInvestment(inv), cleanText(key, 40), err)
 	}
-	if len(quantity.raw) > 0 && !isNull(quantity.raw) {
-		s, err := numberText(quantity.raw)
+	if q, ok := plainWhole(f.quantity.raw); ok {
+		inv.Quantity = q
+	} else if len(f.quantity.raw) > 0 && !isNull(f.quantity.raw) {
+		s, err := numberText(f.quantity.raw)
 		if err == nil {
 			inv.Quantity, err = parseQuantity(s)
 		}
 		if err != nil {
-			return inv, where(quantity.key, err)
+			return inv, where(f.quantity.key, err)
 		}
 	}
-	for _, f := range []struct {
-		v   rawValue
+	for _, f := range [...]struct {
+		v   *rawValue
 		out *int64
 	}{
-		{amount, &inv.InvestmentAmountCents},
-		{market, &inv.MarketValueCents},
-		{principal, &inv.PrincipalLeftCents},
-		{profit, &inv.ProfitCents},
-		{realized, &inv.RealizedIncomeCents},
-		{change, &inv.ChangeCents},
+		{&f.amount, &inv.InvestmentAmountCents},
+		{&f.market, &inv.MarketValueCents},
+		{&f.principal, &inv.PrincipalLeftCents},
+		{&f.profit, &inv.ProfitCents},
+		{&f.realized, &inv.RealizedIncomeCents},
+		{&f.change, &inv.ChangeCents},
 	} {
 		if len(f.v.raw) == 0 || isNull(f.v.raw) {
 			continue
@@ -298,6 +316,9 @@ func describeInvestment(inv Investment) string {
 // ("https://estateguru.co/portal/investment/single/EE11111" -> "EE11111"),
 // or "" when it has none.
 func loanID(resourcePath string) string {
+	if id, ok := plainLoanID(resourcePath); ok {
+		return id
+	}
 	p := resourcePath
 	if u, err := url.Parse(resourcePath); err == nil {
 		p = u.Path
@@ -320,6 +341,9 @@ func loanID(resourcePath string) string {
 // moneyValue parses an amount that is a JSON string ("48872900.14") or a JSON
 // number (48872900.14), exactly, from its literal text.
 func moneyValue(raw json.RawMessage) (int64, error) {
+	if cents, ok := plainCents(raw); ok {
+		return cents, nil
+	}
 	s, err := numberText(raw)
 	if err != nil {
 		return 0, err
@@ -336,6 +360,9 @@ func numberText(raw json.RawMessage) (string, error) {
 	}
 	switch c := raw[0]; {
 	case c == '"':
+		if s, ok := plainString(raw); ok {
+			return s, nil
+		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return "", errors.New("undecodable JSON string")
@@ -355,11 +382,38 @@ func stringValue(raw json.RawMessage) (string, error) {
 	if raw[0] != '"' {
 		return "", fmt.Errorf("is a JSON %s, expected a string", jsonKind(raw[0]))
 	}
+	if s, ok := plainString(raw); ok {
+		return s, nil
+	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return "", errors.New("undecodable JSON string")
 	}
 	return s, nil
+}
+
+// plainString returns the value of a JSON string literal that holds no
+// escapes, no control characters and only valid UTF-8: its bytes between the
+// quotes, exactly what json.Unmarshal would give, without its cost. ok is
+// false for anything else (json.Unmarshal decides those).
+func plainString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	in := raw[1 : len(raw)-1]
+	ascii := true
+	for _, c := range in {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return "", false
+		}
+		if c >= utf8.RuneSelf {
+			ascii = false
+		}
+	}
+	if !ascii && !utf8.Valid(in) {
+		return "", false
+	}
+	return string(in), true
 }
 
 func jsonKind(c byte) string {
