@@ -100,6 +100,9 @@ type Summary struct {
 	Status string
 	OK     int
 	Failed int
+	// Interrupted counts connections stopped by a shutdown: neither
+	// synced nor failed.
+	Interrupted int
 	// NeedsReauth counts connections a person must re-connect, whether they
 	// failed in this run or were already waiting.
 	NeedsReauth int
@@ -169,9 +172,12 @@ loop:
 			res := s.syncConnection(ctx, runID, c, log)
 			mu.Lock()
 			defer mu.Unlock()
+			var ie *interruptedError
 			switch {
 			case res == nil:
 				sum.OK++
+			case errors.As(res, &ie):
+				sum.Interrupted++
 			default:
 				sum.Failed++
 				if provider.KindOf(res) == provider.KindReauth {
@@ -230,6 +236,7 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 	log := runLog.With("connection", c.Name, "provider", c.Provider)
 	started := s.now()
 	var secrets []string
+	unlock := func() {}
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("internal error while syncing", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -239,14 +246,20 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		if err != nil {
 			err = scrubbed(err, secrets)
 		}
+		if ctx.Err() != nil && err != nil {
+			err = &interruptedError{err}
+		}
+		// Recorded under the lock: a re-connect waiting for it must not
+		// have its fresh state overwritten by this run's outcome.
 		s.record(ctx, runID, c, started, err, log)
+		unlock()
 	}()
 
-	unlock, err := s.Store.LockConnection(ctx, c.ID, s.lockWait())
+	u, err := s.Store.LockConnection(ctx, c.ID, s.lockWait())
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	unlock = u
 
 	stored, err := s.Store.Token(ctx, c.ID)
 	if errors.Is(err, store.ErrNoToken) {
@@ -268,14 +281,19 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		if err := s.Store.CheckWritable(ctx); err != nil {
 			return fmt.Errorf("not refreshing, a new token could not be saved: %w", err)
 		}
-		fresh, err := conn.refresh(ctx, tok.Refresh)
+		// A grant once sent is seen through a shutdown (for a few seconds):
+		// EstateGuru rotates on every refresh, so abandoning the answer
+		// would lose the only valid refresh token.
+		grantCtx, cancel := withGrace(ctx, grantGrace)
+		defer cancel()
+		fresh, err := conn.refresh(grantCtx, tok.Refresh)
 		if err != nil {
 			return err
 		}
 		secrets = append(secrets, fresh.Secrets()...)
 		// Durable before use: if the provider rotated the refresh token,
 		// the old one is dead, and a crash now must not lose the new one.
-		if err := s.Store.SaveToken(ctx, c.ID, fresh); err != nil {
+		if err := s.Store.SaveToken(context.WithoutCancel(ctx), c.ID, fresh); err != nil {
 			return fmt.Errorf("saving the refreshed token: %w", err)
 		}
 		tok = fresh
@@ -320,6 +338,16 @@ func (s *Syncer) record(ctx context.Context, runID int64, c store.Connection, st
 		}
 		return
 	}
+	var ie *interruptedError
+	if errors.As(err, &ie) {
+		// Stopped by a shutdown, not failed: the connection's state and
+		// last error stay as they were.
+		log.Info("connection interrupted", "error", ie.err.Error())
+		if rerr := s.Store.RecordResult(ctx, runID, c.ID, store.ResultSkipped, "interrupted: "+ie.err.Error(), started, finished); rerr != nil {
+			log.Error("recording the result failed", "error", rerr)
+		}
+		return
+	}
 	state := store.StateActive
 	if provider.KindOf(err) == provider.KindReauth {
 		// Never ask the provider again with a refused token: only a
@@ -333,6 +361,24 @@ func (s *Syncer) record(ctx context.Context, runID int64, c store.Connection, st
 	if rerr := s.Store.RecordResult(ctx, runID, c.ID, store.ResultFailed, err.Error(), started, finished); rerr != nil {
 		log.Error("recording the result failed", "error", rerr)
 	}
+}
+
+// interruptedError marks a connection stopped by the run's cancellation.
+type interruptedError struct{ err error }
+
+func (e *interruptedError) Error() string { return "interrupted: " + e.err.Error() }
+func (e *interruptedError) Unwrap() error { return e.err }
+
+// grantGrace is how long a token grant already under way may go on after
+// the run is cancelled; well under the scheduler's 10s stop bound.
+const grantGrace = 5 * time.Second
+
+// withGrace returns a context that ends grace after parent ends (or when
+// cancel is called), not at once.
+func withGrace(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() { time.AfterFunc(grace, cancel) })
+	return ctx, func() { stop(); cancel() }
 }
 
 // boundConnection is a connection's provider calls, made uniform.

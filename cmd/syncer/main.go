@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	_ "time/tzdata" // CRON_TZ= works on hosts without zoneinfo
 )
 
 // Exit codes, as scripts and systemd see them.

@@ -29,6 +29,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -365,7 +366,11 @@ type Fault struct {
 	Hang                bool          // never answer until the client gives up
 	Oversize            int64         // stream this many bytes of JSON-ish filler with status 200
 	DropAfterProcessing bool          // process for real, then close the connection without answering
-	Times               int           // how many requests this applies to; 0 means 1
+	// SlowAnswer: process the request for real at once (rotate the token,
+	// say), then wait this long before sending the answer, whether or not
+	// the client is still there: a provider that is slow to reply.
+	SlowAnswer time.Duration
+	Times      int // how many requests this applies to; 0 means 1
 }
 
 type queuedFault struct {
@@ -492,6 +497,18 @@ func (s *Sandbox) serve(rt route, w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(http.StatusOK)
 		writeFiller(w, f.Oversize)
+	case f.SlowAnswer > 0:
+		rec := httptest.NewRecorder()
+		rt.h(rec, r)
+		select {
+		case <-time.After(f.SlowAnswer):
+		case <-s.done:
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
 	case f.DropAfterProcessing:
 		rt.h(&discardWriter{header: make(http.Header)}, r)
 		rec.dropped = true
