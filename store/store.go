@@ -211,7 +211,12 @@ func fileError(path, op string, err error) error {
 	hint := ""
 	switch {
 	case strings.Contains(msg, "not a database"), strings.Contains(msg, "malformed"), strings.Contains(msg, "corrupt"):
-		hint = "the file is damaged: restore it from a backup or move it aside (syncer then starts a new one); the other database is untouched"
+		switch filepath.Base(path) {
+		case TokensFile:
+			hint = "the file is damaged: restore it from a backup; without it every connection must be connected again (syncer connect); snapshots.db is untouched"
+		default:
+			hint = "the file is damaged: restore it from a backup (syncer backup makes them); moved aside, syncer starts an empty one and every connection must be connected again; tokens.db is untouched"
+		}
 	case errors.Is(err, os.ErrPermission), strings.Contains(msg, "readonly"), strings.Contains(msg, "read-only"), strings.Contains(msg, "permission denied"):
 		hint = "syncer cannot write there: check the owner and mode of the data directory (SYNCER_DATA_DIR)"
 	case strings.Contains(msg, "disk is full"), strings.Contains(msg, "no space"), noSpaceLeft(path):
