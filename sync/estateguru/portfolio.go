@@ -319,6 +319,11 @@ func loanID(resourcePath string) string {
 	if id, ok := plainLoanID(resourcePath); ok {
 		return id
 	}
+	return parsedLoanID(resourcePath)
+}
+
+// parsedLoanID is loanID the long way, through url.Parse.
+func parsedLoanID(resourcePath string) string {
 	p := resourcePath
 	if u, err := url.Parse(resourcePath); err == nil {
 		p = u.Path
