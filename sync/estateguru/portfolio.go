@@ -75,6 +75,8 @@ var errRequestID = errors.New("request id mismatch")
 // missing or null (none). A requestId, when present, must be reqID or end
 // with it (errRequestID otherwise). Amounts that are missing or null are 0.
 func decodePortfolio(body []byte, reqID string) (*Portfolio, string, error) {
+	// Ordinary answers take the one-pass fast path (portfolio_fast.go); it
+	// leaves anything else, errors included, to the careful reading below.
 	if p, ok := decodePortfolioFast(body, reqID); ok {
 		return p, "", nil
 	}

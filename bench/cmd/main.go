@@ -1,0 +1,628 @@
+// Command bench measures syncer end to end: it starts the sandbox with a set
+// latency, connects generated accounts in a fresh data directory, runs the
+// real binary (`syncer -once`) against it and reports connections per
+// second, wall time against the ideal, investments stored per second and the
+// process's peak memory. It then runs bench/baseline.sh (curl, jq and
+// sqlite3, one connection after another, as a cron job would) on the same
+// accounts and data, for comparison.
+//
+// bench/run builds the binary and runs this; see README.md, "Performance".
+//
+// The figures are measurements, not assertions: the exit code is 0 when every
+// run synced everything correctly, whatever the figures, and 1 when a run
+// failed or stored something other than expected.
+package main
+
+import (
+	"context"
+	"database/sql"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"syncer/bench/internal/fixture"
+	"syncer/store"
+	"syncer/sync/sandbox"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type config struct {
+	syncer, baseline string
+	latency          time.Duration
+	concurrency      int
+	connections      int
+	investments      int
+	big              int
+	bigConns         []int
+	baselineConns    int
+	runs             int
+	work             string
+	keep             bool
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var c config
+	bigConns := "1,100"
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.syncer, "syncer", "", "the syncer binary to measure (required; bench/run builds it)")
+	fs.StringVar(&c.baseline, "baseline", "", "the curl/jq/sqlite3 baseline script (bench/baseline.sh); empty: no baseline")
+	fs.DurationVar(&c.latency, "latency", 50*time.Millisecond, "latency the sandbox adds to every answer")
+	fs.IntVar(&c.concurrency, "concurrency", 16, "SYNCER_CONCURRENCY")
+	fs.IntVar(&c.connections, "connections", 1000, "connections in the many-connections run (half each provider); 0 skips it and the baseline")
+	fs.IntVar(&c.investments, "investments", 50, "investments per EstateGuru connection in the many-connections run")
+	fs.IntVar(&c.big, "big", 100_000, "investments in the large runs; 0 skips them")
+	fs.StringVar(&bigConns, "big-connections", bigConns, "comma-separated: for each, a large run with the investments spread over that many EstateGuru connections")
+	fs.IntVar(&c.baselineConns, "baseline-connections", 0, "run the baseline on the first N of the connections (half each provider) and scale its time to all of them (it is sequential); 0: all")
+	fs.IntVar(&c.runs, "runs", 3, "syncer runs per case, each on a fresh data directory: the median is reported, with the range")
+	fs.StringVar(&c.work, "work", "", "directory for the data directories (default: a new temporary one, removed after)")
+	fs.BoolVar(&c.keep, "keep", false, "keep the data directories for inspection")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if c.syncer == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: bench -syncer PATH [-baseline bench/baseline.sh] [flags]; bench/run builds syncer and runs this")
+		return 2
+	}
+	for _, f := range strings.Split(bigConns, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			fmt.Fprintf(stderr, "bench: -big-connections: %q is not a positive number\n", f)
+			return 2
+		}
+		c.bigConns = append(c.bigConns, n)
+	}
+	if c.connections == 1 || c.concurrency < 1 || c.runs < 1 {
+		fmt.Fprintln(stderr, "bench: -connections must be 0 or at least 2, -concurrency and -runs at least 1")
+		return 2
+	}
+	if c.baselineConns <= 0 || c.baselineConns > c.connections {
+		c.baselineConns = c.connections
+	}
+	if err := bench(ctx, c, stdout, stderr); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	return 0
+}
+
+// measured is one child process's run.
+type measured struct {
+	wall       time.Duration
+	maxRSS     int64 // bytes
+	cpu        time.Duration
+	requests   int           // answers the sandbox counted during the run
+	sandboxCPU time.Duration // this process's CPU during the run: the sandbox's
+}
+
+func bench(ctx context.Context, c config, out, progress io.Writer) error {
+	work := c.work
+	if work == "" {
+		dir, err := os.MkdirTemp("", "syncer-bench-")
+		if err != nil {
+			return err
+		}
+		work = dir
+		if !c.keep {
+			defer os.RemoveAll(work)
+		}
+	}
+	if c.keep {
+		defer fmt.Fprintf(out, "\ndata directories kept in %s\n", work)
+	}
+
+	// RateLimit 0: the sandbox never answers 429. SYNCER_RATE_LIMIT=0 (in
+	// fixture.Env): syncer spaces no requests. The figures are syncer's,
+	// not a limiter's.
+	sb, err := sandbox.Start(sandbox.Options{Latency: c.latency})
+	if err != nil {
+		return err
+	}
+	defer sb.Close()
+
+	fmt.Fprintf(out, "syncer benchmark: sandbox latency %s per answer, SYNCER_CONCURRENCY=%d, SYNCER_RATE_LIMIT=0 (no limiter; the sandbox enforces none either)\n",
+		c.latency, c.concurrency)
+	fmt.Fprintf(out, "every connection holds a refresh token and no access token, so each sync is a refresh and a data call\n")
+	fmt.Fprintf(out, "machine: %s; %s\n", machine(), load())
+	fmt.Fprintf(out, "figures: median of %d syncer runs (range in brackets), each on a fresh data directory; peak memory is the highest\n", c.runs)
+	step := func(format string, args ...any) { fmt.Fprintf(progress, "bench: "+format+"\n", args...) }
+
+	// The issue's targets are for its cases; other sizes print no verdict.
+	issue := c.latency == 50*time.Millisecond && c.concurrency == 16
+	manyTargets := issue && c.connections == 1000 && c.investments == 50
+	bigTargets := issue && c.big == 100_000
+	var report []line
+	if c.connections > 0 {
+		half := c.connections / 2
+		spec := fixture.Spec{EverReal: c.connections - half, EstateGuru: half, Investments: c.investments}
+		step("creating %d accounts in the sandbox", c.connections)
+		accounts := fixture.Populate(sb, spec)
+		wantRows := half * c.investments
+		ms, dir, err := runSyncer(ctx, c, sb, work, "connections", accounts, half, wantRows, step)
+		if err != nil {
+			return err
+		}
+		m := median(ms)
+		ideal := time.Duration(m.requests) * c.latency / time.Duration(c.concurrency)
+		ratios := mapped(ms, func(m measured) float64 { return ratio(m.wall, ideal) })
+		report = append(report,
+			section(fmt.Sprintf("%d connections (%d EverReal, %d EstateGuru with %d investments each), concurrency %d, %s latency",
+				len(accounts), spec.EverReal, spec.EstateGuru, c.investments, c.concurrency, c.latency)),
+			line{"wall time", spread(ms, func(m measured) string { return m.wall.Round(time.Millisecond).String() }), ""},
+			line{"requests", fmt.Sprint(m.requests), ""},
+			line{"ideal (requests x latency / concurrency)", ideal.Round(time.Millisecond).String(), ""},
+			line{"wall / ideal", spread(ms, func(m measured) string { return fmt.Sprintf("%.2fx", ratio(m.wall, ideal)) }),
+				target(manyTargets, slices.Min(ratios) <= 1.2, median1(ratios) <= 1.2, "<= 1.2x")},
+			line{"connections per second", spread(ms, func(m measured) string { return fmt.Sprintf("%.0f", perSecond(len(accounts), m.wall)) }), ""},
+			line{"investments stored per second", spread(ms, func(m measured) string { return fmt.Sprintf("%.0f", perSecond(wantRows, m.wall)) }) + fmt.Sprintf(" of %d", wantRows), ""},
+			line{"peak memory (max RSS)", mb(peak(ms)), target(manyTargets, peak(ms) < 64<<20, peak(ms) < 64<<20, "< 64 MB")},
+			line{"syncer CPU (user+sys)", m.cpu.Round(time.Millisecond).String(), ""},
+			line{"sandbox CPU (same machine)", m.sandboxCPU.Round(time.Millisecond).String(), ""},
+		)
+
+		if c.baseline != "" {
+			sub := pick(accounts, c.baselineConns)
+			bdir := filepath.Join(work, "baseline-connections")
+			step("baseline: connecting %d accounts", len(sub))
+			if err := fixture.Connect(ctx, sb, bdir, sub); err != nil {
+				return err
+			}
+			step("baseline: running %s on %d connections, one after another", c.baseline, len(sub))
+			bm, err := runBaseline(ctx, c, sb, bdir)
+			if err != nil {
+				return err
+			}
+			eg := countProvider(sub, "estateguru")
+			if err := verify(ctx, bdir, len(sub), eg, eg*c.investments, false); err != nil {
+				return fmt.Errorf("the baseline run: %w", err)
+			}
+			if err := sameData(ctx, dir, bdir); err != nil {
+				return fmt.Errorf("the baseline stored other data than syncer: %w", err)
+			}
+			scaled := bm.wall * time.Duration(len(accounts)) / time.Duration(len(sub))
+			value := scaled.Round(time.Millisecond).String()
+			if len(sub) < len(accounts) {
+				value += fmt.Sprintf(" (%s on %d of them, x%g)", bm.wall.Round(time.Millisecond), len(sub), float64(len(accounts))/float64(len(sub)))
+			}
+			speedup := ratio(scaled, m.wall)
+			report = append(report,
+				section(fmt.Sprintf("baseline: bench/baseline.sh (curl + jq + sqlite3, one connection at a time) on the same %d connections", len(accounts))),
+				line{"wall time", value, ""},
+				line{"connections per second", fmt.Sprintf("%.1f", perSecond(len(sub), bm.wall)), ""},
+				line{"syncer speed-up (baseline / syncer median)", fmt.Sprintf("%.1fx", speedup), target(manyTargets, speedup >= 10, speedup >= 10, ">= 10x")},
+			)
+		}
+	}
+
+	for _, k := range c.bigConns {
+		if c.big <= 0 {
+			break
+		}
+		per := c.big / k
+		spec := fixture.Spec{EstateGuru: k, Investments: per, Prefix: fmt.Sprintf("big%d-", k)}
+		total := k * per
+		step("creating %d investors with %d investments each", k, per)
+		accounts := fixture.Populate(sb, spec)
+		ms, _, err := runSyncer(ctx, c, sb, work, fmt.Sprintf("big-%d", k), accounts, k, total, step)
+		if err != nil {
+			return err
+		}
+		m := median(ms)
+		rates := mapped(ms, func(m measured) float64 { return perSecond(total, m.wall) })
+		title := fmt.Sprintf("%d investments in one EstateGuru portfolio (one connection), %s latency", total, c.latency)
+		if k > 1 {
+			title = fmt.Sprintf("%d investments over %d EstateGuru connections (%d each), concurrency %d, %s latency", total, k, per, c.concurrency, c.latency)
+		}
+		report = append(report,
+			section(title),
+			line{"wall time", spread(ms, func(m measured) string { return m.wall.Round(time.Millisecond).String() }), ""},
+			line{"investments stored per second", spread(ms, func(m measured) string { return fmt.Sprintf("%.0f", perSecond(total, m.wall)) }),
+				target(bigTargets, slices.Max(rates) >= 100_000, median1(rates) >= 100_000, ">= 100,000/s")},
+			line{"peak memory (max RSS)", mb(peak(ms)), target(bigTargets, peak(ms) < 150<<20, peak(ms) < 150<<20, "< 150 MB")},
+			line{"syncer CPU (user+sys)", m.cpu.Round(time.Millisecond).String(), ""},
+		)
+	}
+	printReport(out, report)
+	return nil
+}
+
+// runSyncer runs `syncer -once` c.runs times, each on a new data directory
+// holding the accounts, checks what each run stored, and returns the runs
+// and the last data directory.
+func runSyncer(ctx context.Context, c config, sb *sandbox.Sandbox, work, name string, accounts []fixture.Account, egConns, rows int, step func(string, ...any)) ([]measured, string, error) {
+	var ms []measured
+	var dir string
+	for i := range c.runs {
+		dir = filepath.Join(work, fmt.Sprintf("syncer-%s-%d", name, i+1))
+		if err := fixture.Connect(ctx, sb, dir, accounts); err != nil {
+			return nil, "", err
+		}
+		step("%s: syncer -once, run %d of %d", name, i+1, c.runs)
+		env := append(baseEnv(), fixture.Env(sb, dir, c.concurrency)...)
+		m, err := measure(ctx, sb, c.syncer, []string{"-once"}, env)
+		if err != nil {
+			return nil, "", err
+		}
+		if err := verify(ctx, dir, len(accounts), egConns, rows, true); err != nil {
+			return nil, "", fmt.Errorf("%s run %d: %w", name, i+1, err)
+		}
+		step("%s: run %d took %s, peak memory %s", name, i+1, m.wall.Round(time.Millisecond), mb(m.maxRSS))
+		ms = append(ms, m)
+	}
+	return ms, dir, nil
+}
+
+// runBaseline runs the baseline script on dir and measures it.
+func runBaseline(ctx context.Context, c config, sb *sandbox.Sandbox, dir string) (measured, error) {
+	env := append(baseEnv(), fixture.Env(sb, dir, c.concurrency)...)
+	return measure(ctx, sb, "bash", []string{c.baseline}, env)
+}
+
+// baseEnv is what a child inherits: PATH and HOME, nothing else of ours.
+func baseEnv() []string {
+	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TZ=UTC"}
+}
+
+// measure runs a child to completion: its wall time, CPU time, peak RSS,
+// and the sandbox's answers and CPU meanwhile.
+//
+// The peak is the child's VmHWM, read from /proc every 2 ms while it runs.
+// wait4's ru_maxrss cannot be used: Go starts children with vfork, and Linux
+// then counts the parent's high-water mark (here the sandbox's, over 100 MB
+// with the large portfolios) as the child's.
+func measure(ctx context.Context, sb *sandbox.Sandbox, name string, args, env []string) (measured, error) {
+	var m measured
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = env
+	var output strings.Builder
+	cmd.Stdout = &output
+	cmd.Stderr = &output
+	before := totalRequests(sb.Stats())
+	selfBefore := selfCPU()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return m, err
+	}
+	done := make(chan struct{})
+	hwm := make(chan int64, 1)
+	go func() {
+		status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+		var peak int64
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			peak = max(peak, vmHWM(status))
+			select {
+			case <-done:
+				hwm <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	err := cmd.Wait()
+	m.wall = time.Since(start)
+	close(done)
+	m.maxRSS = <-hwm
+	m.sandboxCPU = selfCPU() - selfBefore
+	m.requests = totalRequests(sb.Stats()) - before
+	if err != nil {
+		return m, fmt.Errorf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, tail(output.String(), 4000))
+	}
+	m.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return m, nil
+}
+
+// vmHWM reads a process's peak resident set size from its /proc status
+// file, in bytes; 0 once it has exited.
+func vmHWM(status string) int64 {
+	b, err := os.ReadFile(status)
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+func totalRequests(st sandbox.Stats) int {
+	n := 0
+	for _, v := range st.Requests {
+		n += v
+	}
+	return n
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// verify checks a run stored what it should: a snapshot per connection,
+// every investment row, and (for syncer) an ok run with every connection ok.
+func verify(ctx context.Context, dir string, conns, egConns, rows int, syncerRun bool) error {
+	db, err := store.OpenReports(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	type check struct {
+		q    string
+		want int
+	}
+	checks := []check{
+		{"SELECT count(*) FROM latest_estateguru_portfolios", egConns},
+		{"SELECT count(*) FROM latest_everreal_users", conns - egConns},
+		{"SELECT count(*) FROM latest_estateguru_investments", rows},
+		{"SELECT coalesce(sum(investments), 0) FROM latest_estateguru_portfolios", rows},
+		{"SELECT count(*) FROM connections WHERE last_success_at IS NOT NULL AND last_error IS NULL", conns},
+		{"SELECT count(*) FROM estateguru_portfolios WHERE typeof(raw) != 'text' OR NOT json_valid(raw)", 0},
+	}
+	if syncerRun {
+		checks = append(checks, check{"SELECT connections_ok FROM sync_runs WHERE status = 'ok' ORDER BY id DESC LIMIT 1", conns})
+	}
+	for _, ch := range checks {
+		var got int
+		if err := db.QueryRowContext(ctx, ch.q).Scan(&got); err != nil {
+			return fmt.Errorf("%s: %w", ch.q, err)
+		}
+		if got != ch.want {
+			return fmt.Errorf("%s = %d, want %d", ch.q, got, ch.want)
+		}
+	}
+	return nil
+}
+
+// sameData checks that every connection the baseline synced holds what
+// syncer stored for it: the same investments (by exact sums and loan ids),
+// portfolio totals, users and companies.
+func sameData(ctx context.Context, syncerDir, baselineDir string) error {
+	for _, q := range []string{
+		`SELECT connection, count(*), sum(investment_amount_cents), sum(market_value_cents),
+			sum(principal_left_cents), sum(profit_cents), sum(realized_income_cents), sum(change_cents),
+			sum(quantity), group_concat(loan_id || '/' || position || '/' || name, ',')
+		 FROM latest_estateguru_investments GROUP BY connection`,
+		`SELECT connection, cash_cents, investments, investment_amount_cents, market_value_cents,
+			principal_left_cents, profit_cents, realized_income_cents, currency
+		 FROM latest_estateguru_portfolios`,
+		`SELECT connection, user_id, email, first_name, last_name, company_id, company_name, partner_id,
+			language, scopes FROM latest_everreal_users`,
+		`SELECT connection, group_concat(company_id || ':' || name || ':' || is_default, ',')
+		 FROM everreal_companies GROUP BY connection`,
+	} {
+		a, err := rowsOf(ctx, syncerDir, q)
+		if err != nil {
+			return err
+		}
+		b, err := rowsOf(ctx, baselineDir, q)
+		if err != nil {
+			return err
+		}
+		for name, row := range b {
+			if a[name] != row {
+				return fmt.Errorf("connection %s: syncer stored %q, the baseline %q", name, a[name], row)
+			}
+		}
+	}
+	return nil
+}
+
+func rowsOf(ctx context.Context, dir, q string) (map[string]string, error) {
+	db, err := store.OpenReports(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		var parts []string
+		for _, v := range vals[1:] {
+			parts = append(parts, v.String)
+		}
+		out[vals[0].String] = strings.Join(parts, "|")
+	}
+	return out, rows.Err()
+}
+
+// pick takes n accounts, half of each provider as far as they go.
+func pick(accounts []fixture.Account, n int) []fixture.Account {
+	if n >= len(accounts) {
+		return accounts
+	}
+	var eg, er []fixture.Account
+	for _, a := range accounts {
+		if a.Provider == "estateguru" {
+			eg = append(eg, a)
+		} else {
+			er = append(er, a)
+		}
+	}
+	k := min(n/2, len(eg))
+	return append(eg[:k:k], er[:min(n-k, len(er))]...)
+}
+
+func countProvider(accounts []fixture.Account, p string) int {
+	n := 0
+	for _, a := range accounts {
+		if a.Provider == p {
+			n++
+		}
+	}
+	return n
+}
+
+// median returns the run with the median wall time.
+func median(ms []measured) measured {
+	s := slices.Clone(ms)
+	slices.SortFunc(s, func(a, b measured) int { return int(a.wall - b.wall) })
+	return s[len(s)/2]
+}
+
+func median1(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func peak(ms []measured) int64 {
+	var p int64
+	for _, m := range ms {
+		p = max(p, m.maxRSS)
+	}
+	return p
+}
+
+func mapped[T any](ms []measured, f func(measured) T) []T {
+	out := make([]T, len(ms))
+	for i, m := range ms {
+		out[i] = f(m)
+	}
+	return out
+}
+
+// spread is the median run's figure with the range over all runs.
+func spread(ms []measured, f func(measured) string) string {
+	if len(ms) == 1 {
+		return f(ms[0])
+	}
+	s := slices.Clone(ms)
+	slices.SortFunc(s, func(a, b measured) int { return int(a.wall - b.wall) })
+	return fmt.Sprintf("%s [%s..%s]", f(s[len(s)/2]), f(s[0]), f(s[len(s)-1]))
+}
+
+type line struct{ name, value, target string }
+
+func section(title string) line { return line{name: "\n" + title} }
+
+// target says whether the median met it, and whether any run did; nothing
+// when the case is not the issue's.
+func target(applies, anyMet, medianMet bool, want string) string {
+	switch {
+	case !applies:
+		return ""
+	case medianMet:
+		return "target " + want + ": met"
+	case anyMet:
+		return "target " + want + ": met by the best run, not the median"
+	}
+	return "target " + want + ": MISSED"
+}
+
+func printReport(w io.Writer, lines []line) {
+	for _, l := range lines {
+		if l.value == "" && l.target == "" {
+			fmt.Fprintln(w, l.name)
+			continue
+		}
+		fmt.Fprintf(w, "  %-44s %-30s %s\n", l.name, l.value, l.target)
+	}
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func perSecond(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/(1<<20)) }
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// machine describes the host briefly: CPUs and kernel.
+func machine() string {
+	model := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = " (" + strings.TrimSpace(v) + ")"
+				break
+			}
+		}
+	}
+	var u syscall.Utsname
+	kernel := ""
+	if syscall.Uname(&u) == nil {
+		var b []byte
+		for _, c := range u.Release {
+			if c == 0 {
+				break
+			}
+			b = append(b, byte(c))
+		}
+		kernel = ", Linux " + string(b)
+	}
+	return fmt.Sprintf("%d CPUs%s%s, %s", runtime.NumCPU(), model, kernel, runtime.Version())
+}
+
+// load reports the load average, with a warning when other work competes
+// for the CPUs (the figures are then noisier and slower).
+func load() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "load unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return "load unknown"
+	}
+	s := "load average " + f[0]
+	if l, err := strconv.ParseFloat(f[0], 64); err == nil && l > 0.5*float64(runtime.NumCPU()) {
+		s += " (other work is running: expect slower, noisier figures)"
+	}
+	return s
+}

@@ -1,0 +1,87 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"testing"
+)
+
+// TestSaveEstateGuruStoresEveryRowExactly covers the batched insert (64 rows
+// a statement, through the driver's own statement) and the raw answer bound
+// as bytes: whatever the count, every investment comes back in order with
+// every column as given, and raw is the answer's exact text.
+func TestSaveEstateGuruStoresEveryRowExactly(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	id := connect(t, s, "eg", "estateguru")
+	for _, n := range []int{0, 1, 63, 64, 65, 200, 129} { // the last replaces 200 in the same period
+		snap := EstateGuruSnapshot{Currency: "EUR", CashCents: int64(n), Raw: []byte(fmt.Sprintf(`{"n":%d,"name":"Ülemiste \"City\" – 2"}`, n))}
+		for i := range n {
+			inv := Investment{
+				LoanID: fmt.Sprintf("EE%d", i), Name: fmt.Sprintf("loan %d 'quoted' – Ü", i), Quantity: int64(i % 7),
+				InvestmentAmountCents: int64(i) * 101, MarketValueCents: -int64(i), PrincipalLeftCents: 1_000_000_000_01,
+				ProfitCents: int64(i) * 3, RealizedIncomeCents: 29, ChangeCents: -int64(i) * 5,
+				ResourcePath: fmt.Sprintf("https://estateguru.co/portal/investment/single/EE%d", i),
+			}
+			if i == 5 {
+				inv.LoanID, inv.Name = "", "" // stored as NULL, as before
+			}
+			snap.Investments = append(snap.Investments, inv)
+		}
+		saveEG(t, s, id, day0, snap)
+
+		rows, err := s.snapshots.Query(`SELECT position, coalesce(loan_id, '<null>'), coalesce(name, '<null>'), quantity,
+			investment_amount_cents, market_value_cents, principal_left_cents, profit_cents, realized_income_cents,
+			change_cents, resource_path FROM estateguru_investment WHERE connection_id = ? ORDER BY position`, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := 0
+		for rows.Next() {
+			var pos int
+			var got Investment
+			if err := rows.Scan(&pos, &got.LoanID, &got.Name, &got.Quantity, &got.InvestmentAmountCents, &got.MarketValueCents,
+				&got.PrincipalLeftCents, &got.ProfitCents, &got.RealizedIncomeCents, &got.ChangeCents, &got.ResourcePath); err != nil {
+				t.Fatal(err)
+			}
+			want := snap.Investments[i]
+			if want.LoanID == "" {
+				want.LoanID, want.Name = "<null>", "<null>"
+			}
+			if pos != i || got != want {
+				t.Fatalf("n=%d: row %d = %d %+v, want %d %+v", n, i, pos, got, i, want)
+			}
+			i++
+		}
+		rows.Close()
+		if i != n {
+			t.Fatalf("n=%d: %d rows stored", n, i)
+		}
+		var raw, typ string
+		var count, amount int64
+		if err := s.snapshots.QueryRow(`SELECT raw, typeof(raw), investments, investment_amount_cents
+			FROM estateguru_snapshot WHERE connection_id = ?`, id).Scan(&raw, &typ, &count, &amount); err != nil {
+			t.Fatal(err)
+		}
+		if typ != "text" || raw != string(snap.Raw) {
+			t.Fatalf("n=%d: raw is %s %q, want text %q", n, typ, raw, snap.Raw)
+		}
+		if want := int64(101 * n * (n - 1) / 2); count != int64(n) || amount != want {
+			t.Fatalf("n=%d: totals = %d investments, %d cents; want %d, %d", n, count, amount, n, want)
+		}
+	}
+}
+
+func TestSaveEstateGuruNilRawIsEmptyText(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	id := connect(t, s, "eg", "estateguru")
+	if err := s.SaveEstateGuru(context.Background(), id, day0, day0, EstateGuruSnapshot{Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	var raw, typ string
+	if err := s.snapshots.QueryRow("SELECT raw, typeof(raw) FROM estateguru_snapshot").Scan(&raw, &typ); err != nil {
+		t.Fatal(err)
+	}
+	if raw != "" || typ != "text" {
+		t.Fatalf("raw = %s %q, want empty text", typ, raw)
+	}
+}
