@@ -112,23 +112,14 @@ func cmdDemo(e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	w := &tableWriter{w: newTabWriter(e.stdout)}
-	cols, _ := rows.Columns()
-	_ = w.header(cols)
-	vals := make([]any, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			rows.Close()
-			return err
-		}
-		_ = w.row(cols, vals)
+	cols, err := rows.Columns()
+	if err == nil {
+		err = writeRows(rows, cols, &tableWriter{w: newTabWriter(e.stdout)})
 	}
 	rows.Close()
-	_ = w.end()
+	if err != nil {
+		return err
+	}
 
 	db.Close()
 	path := filepath.Join(*dir, store.SnapshotsFile)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -68,6 +69,11 @@ func cmdQuery(e env, args []string) error {
 	default:
 		w = &tableWriter{w: newTabWriter(e.stdout)}
 	}
+	return writeRows(rows, cols, w)
+}
+
+// writeRows streams every row of rows through w.
+func writeRows(rows *sql.Rows, cols []string, w rowWriter) error {
 	if err := w.header(cols); err != nil {
 		return err
 	}
