@@ -114,6 +114,12 @@ func (a *app) policy(baseURL string) *provider.HTTP {
 		MaxBackoff:    30 * time.Second,
 		MaxRetryAfter: 2 * time.Minute,
 	}
+	// The retry line names the kind and status only: the provider's own
+	// description is scrubbed of the call's secrets later, by the client.
+	p.OnRetry = func(r provider.Request, attempt int, wait time.Duration, err *provider.Error) {
+		a.log.Warn("provider call failed; retrying", "provider", r.Provider, "op", r.Op, "host", host,
+			"attempt", attempt, "wait", wait.Round(time.Millisecond), "kind", err.Kind.String(), "status", err.Status)
+	}
 	if a.cfg.RateLimit > 0 {
 		burst := max(1, int(a.cfg.RateLimit))
 		p.Limiter = rate.NewLimiter(rate.Limit(a.cfg.RateLimit), burst)

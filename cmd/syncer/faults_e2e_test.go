@@ -106,12 +106,16 @@ func TestServerErrorsThenSuccess(t *testing.T) {
 		w.sb.Inject(e, sandbox.Fault{Status: 500, Body: `{"error":"server_error"}`, Times: 2})
 	}
 	before := w.sb.Stats()
-	w.mustRun(0, "", "-once")
+	res := w.mustRun(0, "", "-once")
 	after := w.sb.Stats()
 	for _, e := range []sandbox.Endpoint{sandbox.EstateGuruInvestments, sandbox.EverRealMe} {
 		if got, want := delta(after, before, e), 3; got != want {
 			t.Fatalf("%s requests = %d, want %d (two 500s, then the answer)", e, got, want)
 		}
+	}
+	// An operator sees each retry, not only the outcome.
+	if got, want := strings.Count(res.stderr, "retrying"), 4; got != want {
+		t.Fatalf("retry log lines = %d, want %d (two per provider):\n%s", got, want, res)
 	}
 	if got, want := w.queryInt("SELECT cash_cents FROM latest_estateguru_portfolios WHERE connection = 'eg'"), int64(105); got != want {
 		t.Fatalf("cash_cents = %d, want %d", got, want)

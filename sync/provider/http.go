@@ -64,6 +64,11 @@ type HTTP struct {
 
 	// Sleep waits between attempts; tests may replace it.
 	Sleep func(ctx context.Context, d time.Duration) error
+
+	// OnRetry, if set, hears of every attempt that failed and will be
+	// retried, with the wait before the next one (0: at once), so an
+	// operator sees a flapping provider before it becomes a failed run.
+	OnRetry func(r Request, attempt int, wait time.Duration, err *Error)
 }
 
 // Request describes one call. New builds a fresh *http.Request for each
@@ -114,6 +119,9 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 			if lastErr != nil && lastErr.RetryAfter > wait {
 				wait = lastErr.RetryAfter
 			}
+			if h.OnRetry != nil {
+				h.OnRetry(r, attempt, wait, lastErr)
+			}
 			if err := h.sleep(ctx, wait); err != nil {
 				return nil, lastErr
 			}
@@ -134,6 +142,9 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 			lost = lostWhy
 			atOnce = true
 			attempts++ // on top of Retries
+			if h.OnRetry != nil {
+				h.OnRetry(r, attempt+1, 0, perr)
+			}
 		}
 	}
 	return nil, lastErr

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -530,5 +531,31 @@ func TestReadCapped(t *testing.T) {
 	// A stated length that is too short does not cut the body off.
 	if got, err := readCapped(&trickle{body[:5000]}, 100_000, 10); err != nil || len(got) != 5000 {
 		t.Fatalf("understated length: got %d bytes, %v; want 5000", len(got), err)
+	}
+}
+
+func TestOnRetryHearsEveryRetry(t *testing.T) {
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		if calls <= 2 {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	var heard []int
+	h := &HTTP{Client: srv.Client(), Retries: 3,
+		Sleep:   func(context.Context, time.Duration) error { return nil },
+		OnRetry: func(_ Request, attempt int, _ time.Duration, err *Error) { heard = append(heard, err.Status) }}
+	_, err := h.Do(context.Background(), Request{Provider: "p", Op: "op", New: func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(heard), "[502 502]"; got != want {
+		t.Fatalf("OnRetry heard %s, want %s", got, want)
 	}
 }
