@@ -108,15 +108,7 @@ func (c *Client) PasswordGrant(ctx context.Context, username string, password pr
 		Scope        string `json:"scope"`
 		GrantType    string `json:"grant_type"`
 	}{username, password.Reveal(), c.ClientID, c.ClientSecret.Reveal(), scope, "password"}
-	tok, err := c.grant(ctx, op, body, true, "", secrets)
-	if err != nil {
-		return provider.Token{}, err
-	}
-	if tok.Refresh.IsZero() {
-		return provider.Token{}, localError(op, provider.KindBadAnswer,
-			"the answer has no refresh_token (was offline_access granted to this client?)")
-	}
-	return tok, nil
+	return c.loginGrant(ctx, op, body, secrets)
 }
 
 // Refresh trades a refresh token for a new access token. EverReal may not
@@ -188,6 +180,12 @@ func (c *Client) ExchangeCode(ctx context.Context, code, redirectURI, codeVerifi
 		RedirectURI  string `json:"redirect_uri"`
 		CodeVerifier string `json:"code_verifier"`
 	}{"authorization_code", c.ClientID, c.ClientSecret.Reveal(), code, redirectURI, codeVerifier}
+	return c.loginGrant(ctx, op, body, secrets)
+}
+
+// loginGrant sends a grant that starts a login (password or code): sent once,
+// and useless without a refresh token, which syncer lives on from then on.
+func (c *Client) loginGrant(ctx context.Context, op string, body any, secrets []string) (provider.Token, error) {
 	tok, err := c.grant(ctx, op, body, true, "", secrets)
 	if err != nil {
 		return provider.Token{}, err
