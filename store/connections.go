@@ -84,7 +84,7 @@ func (s *Store) ConnectionByName(ctx context.Context, name string) (Connection, 
 // stores its fresh tokens.
 func (s *Store) Connect(ctx context.Context, name, providerName, baseURL string, tok provider.Token) (Connection, error) {
 	path := filepath.Join(s.dir, SnapshotsFile)
-	tx, err := s.snapshots.BeginTx(ctx, nil)
+	tx, err := s.snapshots.begin(ctx)
 	if err != nil {
 		return Connection{}, fileError(path, "write", err)
 	}
@@ -134,7 +134,7 @@ func (s *Store) SetState(ctx context.Context, connID int64, state, lastError str
 	if lastError != "" {
 		errText = lastError
 	}
-	_, err := s.snapshots.ExecContext(ctx, `UPDATE connection SET state = ?, last_error = ?, updated_at = ? WHERE id = ?`,
+	_, err := s.snapshots.exec(ctx, `UPDATE connection SET state = ?, last_error = ?, updated_at = ? WHERE id = ?`,
 		state, errText, s.now().Format(TimeFormat), connID)
 	if err != nil {
 		return fileError(filepath.Join(s.dir, SnapshotsFile), "write", err)
@@ -148,7 +148,7 @@ func (s *Store) Disconnect(ctx context.Context, connID int64) error {
 	if err := s.DeleteToken(ctx, connID); err != nil {
 		return err
 	}
-	_, err := s.snapshots.ExecContext(ctx, `
+	_, err := s.snapshots.exec(ctx, `
 		UPDATE connection SET state = 'disconnected', access_expires_at = NULL,
 		       refresh_expires_at = NULL, updated_at = ? WHERE id = ?`,
 		s.now().Format(TimeFormat), connID)

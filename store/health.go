@@ -16,7 +16,7 @@ import (
 // It is a probe, not a promise: space can run out between it and the save.
 func (s *Store) CheckWritable(ctx context.Context) error {
 	path := filepath.Join(s.dir, TokensFile)
-	tx, err := s.tokens.BeginTx(ctx, nil)
+	tx, err := s.tokens.begin(ctx)
 	if err != nil {
 		return fileError(path, "write to", err)
 	}

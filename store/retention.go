@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -101,7 +100,7 @@ func (s *Store) expired(ctx context.Context, table, weight, cutoff string) ([]sn
 // checked again inside it, so a snapshot that became a connection's newest
 // in the meantime (it cannot, short of a clock jump, but cheaply sure) stays.
 func (s *Store) deleteSnapshots(ctx context.Context, table, cutoff string, keys []snapshotKey) (int, error) {
-	tx, err := s.snapshots.BeginTx(ctx, nil) // BEGIN IMMEDIATE: _txlock in the DSN
+	tx, err := s.snapshots.begin(ctx) // BEGIN IMMEDIATE: _txlock in the DSN
 	if err != nil {
 		return 0, err
 	}
@@ -164,7 +163,7 @@ func (s *Store) Checkpoint(ctx context.Context) ([]WALCheckpoint, error) {
 	var out []WALCheckpoint
 	for _, d := range []struct {
 		file string
-		db   *sql.DB
+		db   *database
 	}{{SnapshotsFile, s.snapshots}, {TokensFile, s.tokens}} {
 		c, err := checkpoint(ctx, d.db)
 		if err != nil {
@@ -176,7 +175,14 @@ func (s *Store) Checkpoint(ctx context.Context) ([]WALCheckpoint, error) {
 	return out, nil
 }
 
-func checkpoint(ctx context.Context, db *sql.DB) (c WALCheckpoint, err error) {
+// checkpoint holds the write gate, so this process's own writers wait their
+// turn instead of failing the checkpoint with Busy.
+func checkpoint(ctx context.Context, db *database) (c WALCheckpoint, err error) {
+	unlock, err := db.lockWrites(ctx)
+	if err != nil {
+		return c, err
+	}
+	defer unlock()
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return c, err

@@ -28,8 +28,13 @@ const (
 
 // StartRun records the start of a run and returns its id.
 func (s *Store) StartRun(ctx context.Context, trigger string) (int64, error) {
+	unlock, err := s.snapshots.lockWrites(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	var id int64
-	err := s.snapshots.QueryRowContext(ctx, `INSERT INTO sync_run (trigger, started_at, status, pid)
+	err = s.snapshots.QueryRowContext(ctx, `INSERT INTO sync_run (trigger, started_at, status, pid)
 		VALUES (?, ?, 'running', ?) RETURNING id`, trigger, s.now().Format(TimeFormat), os.Getpid()).Scan(&id)
 	if err != nil {
 		return 0, fileError(filepath.Join(s.dir, SnapshotsFile), "record run in", err)
@@ -39,7 +44,7 @@ func (s *Store) StartRun(ctx context.Context, trigger string) (int64, error) {
 
 // RecordResult records one connection's outcome in a run.
 func (s *Store) RecordResult(ctx context.Context, runID, connID int64, status, errText string, started, finished time.Time) error {
-	_, err := s.snapshots.ExecContext(ctx, `INSERT INTO sync_result (run_id, connection_id, status, error, started_at, finished_at)
+	_, err := s.snapshots.exec(ctx, `INSERT INTO sync_result (run_id, connection_id, status, error, started_at, finished_at)
 		VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (run_id, connection_id) DO UPDATE SET status = excluded.status, error = excluded.error,
 		    finished_at = excluded.finished_at`,
@@ -52,7 +57,7 @@ func (s *Store) RecordResult(ctx context.Context, runID, connID int64, status, e
 
 // FinishRun records the end of a run.
 func (s *Store) FinishRun(ctx context.Context, runID int64, status string, ok, failed int) error {
-	_, err := s.snapshots.ExecContext(ctx, `UPDATE sync_run SET status = ?, finished_at = ?, connections_ok = ?,
+	_, err := s.snapshots.exec(ctx, `UPDATE sync_run SET status = ?, finished_at = ?, connections_ok = ?,
 		connections_failed = ? WHERE id = ?`, status, s.now().Format(TimeFormat), ok, failed, runID)
 	if err != nil {
 		return fileError(filepath.Join(s.dir, SnapshotsFile), "record run in", err)
@@ -81,7 +86,7 @@ func (s *Store) CloseAbandonedRuns(ctx context.Context) (int, error) {
 	}
 	rows.Close()
 	for _, id := range abandoned {
-		_, err := s.snapshots.ExecContext(ctx, `UPDATE sync_run SET status = 'interrupted',
+		_, err := s.snapshots.exec(ctx, `UPDATE sync_run SET status = 'interrupted',
 			finished_at = coalesce((SELECT max(finished_at) FROM sync_result WHERE run_id = ?), started_at)
 			WHERE id = ? AND finished_at IS NULL`, id, id)
 		if err != nil {

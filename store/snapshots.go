@@ -224,6 +224,11 @@ func recordSuccess(ctx context.Context, tx *sql.Tx, connID int64, at time.Time) 
 // (insertInvestments does).
 func (s *Store) writeSnapshot(ctx context.Context, write func(*sql.Conn, *sql.Tx) error) error {
 	path := filepath.Join(s.dir, SnapshotsFile)
+	unlock, err := s.snapshots.lockWrites(ctx)
+	if err != nil {
+		return fileError(path, "write snapshot to", err)
+	}
+	defer unlock()
 	conn, err := s.snapshots.Conn(ctx)
 	if err != nil {
 		return fileError(path, "write snapshot to", err)

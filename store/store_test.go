@@ -113,13 +113,13 @@ func TestMigrateFromVersion1KeepsData(t *testing.T) {
 	s.Close()
 
 	s = openStore(t, dir)
-	if got, want := count(t, s.snapshots, "PRAGMA user_version"), syncer.SchemaVersion; got != want {
+	if got, want := count(t, s.snapshots.DB, "PRAGMA user_version"), syncer.SchemaVersion; got != want {
 		t.Fatalf("user_version = %d, want %d", got, want)
 	}
-	if got, want := count(t, s.snapshots, "SELECT cash_cents FROM estateguru_portfolio_history"), 5; got != want {
+	if got, want := count(t, s.snapshots.DB, "SELECT cash_cents FROM estateguru_portfolio_history"), 5; got != want {
 		t.Fatalf("cash_cents in the new view = %d, want %d", got, want)
 	}
-	if got, want := count(t, s.snapshots, "SELECT count(*) FROM latest_estateguru_investments"), 3; got != want {
+	if got, want := count(t, s.snapshots.DB, "SELECT count(*) FROM latest_estateguru_investments"), 3; got != want {
 		t.Fatalf("investments = %d, want %d", got, want)
 	}
 	// The schema is applied whole on every migration: running it again on
@@ -138,7 +138,7 @@ func TestPragmasOnEveryPooledConnection(t *testing.T) {
 		file        string
 		synchronous int
 		mode        os.FileMode
-	}{{s.snapshots, SnapshotsFile, 1, 0o640}, {s.tokens, TokensFile, 2, 0o600}} {
+	}{{s.snapshots.DB, SnapshotsFile, 1, 0o640}, {s.tokens.DB, TokensFile, 2, 0o600}} {
 		// Three connections at once, so the pool has to open new ones: the
 		// pragmas come from the DSN, not from whichever connection ran first.
 		var conns []*sql.Conn
@@ -180,17 +180,17 @@ func TestSnapshotPeriodUpsert(t *testing.T) {
 	id := connect(t, s, "eg", "estateguru")
 	saveEG(t, s, id, day0, portfolio(100, 3))
 	saveEG(t, s, id, day0, portfolio(200, 1)) // same period: replaces, investments too
-	if got, want := count(t, s.snapshots, "SELECT count(*) FROM estateguru_portfolios"), 1; got != want {
+	if got, want := count(t, s.snapshots.DB, "SELECT count(*) FROM estateguru_portfolios"), 1; got != want {
 		t.Fatalf("snapshots after two saves in one period = %d, want %d", got, want)
 	}
-	if got, want := count(t, s.snapshots, "SELECT count(*) FROM estateguru_investments"), 1; got != want {
+	if got, want := count(t, s.snapshots.DB, "SELECT count(*) FROM estateguru_investments"), 1; got != want {
 		t.Fatalf("investments = %d, want %d (the replaced snapshot's must go)", got, want)
 	}
 	saveEG(t, s, id, day0.Add(24*time.Hour), portfolio(300, 2))
-	if got, want := count(t, s.snapshots, "SELECT count(*) FROM estateguru_portfolios"), 2; got != want {
+	if got, want := count(t, s.snapshots.DB, "SELECT count(*) FROM estateguru_portfolios"), 2; got != want {
 		t.Fatalf("snapshots after the next period = %d, want %d", got, want)
 	}
-	if got, want := count(t, s.snapshots, "SELECT cash_cents FROM latest_estateguru_portfolios"), 300; got != want {
+	if got, want := count(t, s.snapshots.DB, "SELECT cash_cents FROM latest_estateguru_portfolios"), 300; got != want {
 		t.Fatalf("latest cash = %d, want %d", got, want)
 	}
 	if got, want := PeriodStart(time.Date(2026, 11, 23, 17, 4, 5, 0, time.FixedZone("x", 3600)), 24*time.Hour), day0; !got.Equal(want) {
@@ -225,7 +225,7 @@ func TestLatestViewsSeekThePrimaryKey(t *testing.T) {
 	check := func(when string) {
 		for _, v := range fastViews {
 			for _, q := range []string{"SELECT * FROM " + v, "SELECT * FROM " + v + " WHERE connection = 'eg1'"} {
-				plan := queryPlan(t, s.snapshots, q)
+				plan := queryPlan(t, s.snapshots.DB, q)
 				for _, line := range plan {
 					// Walking connection (one row each) is the point; walking
 					// any snapshot table is the history, and not allowed.
@@ -280,17 +280,17 @@ func TestLatestViewsAreTheNewestSnapshot(t *testing.T) {
 		{"latest_estateguru_portfolios", "estateguru_portfolios", "estateguru_snapshot"},
 		{"latest_estateguru_investments", "estateguru_investments", "estateguru_snapshot"},
 	} {
-		if got, want := columns(t, s.snapshots, c.latest), columns(t, s.snapshots, c.base); !reflect.DeepEqual(got, want) {
+		if got, want := columns(t, s.snapshots.DB, c.latest), columns(t, s.snapshots.DB, c.base); !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s columns = %v, want those of %s: %v", c.latest, got, c.base, want)
 		}
 		naive := fmt.Sprintf(`SELECT * FROM %s b WHERE snapshot_at = (SELECT max(snapshot_at) FROM %s m WHERE m.connection_id = b.connection_id)`, c.base, c.table)
-		got := dump(t, s.snapshots, "SELECT * FROM "+c.latest+" ORDER BY 1, 2, 3, 4")
-		want := dump(t, s.snapshots, naive+" ORDER BY 1, 2, 3, 4")
+		got := dump(t, s.snapshots.DB, "SELECT * FROM "+c.latest+" ORDER BY 1, 2, 3, 4")
+		want := dump(t, s.snapshots.DB, naive+" ORDER BY 1, 2, 3, 4")
 		if got != want || got == "" {
 			t.Fatalf("%s:\n%s\nwant:\n%s", c.latest, got, want)
 		}
 	}
-	if got, want := count(t, s.snapshots, "SELECT cash_cents FROM latest_estateguru_portfolios WHERE connection = 'stale'"), 2; got != want {
+	if got, want := count(t, s.snapshots.DB, "SELECT cash_cents FROM latest_estateguru_portfolios WHERE connection = 'stale'"), 2; got != want {
 		t.Fatalf("stale connection's latest cash = %d, want %d", got, want)
 	}
 }
@@ -354,12 +354,12 @@ func TestInvestmentChangesAreLinear(t *testing.T) {
 	}
 	saveEG(t, s, id, day0, newer)
 	q := "SELECT change, count(*) FROM estateguru_investment_changes GROUP BY change ORDER BY change"
-	if got, want := dump(t, s.snapshots, q), "appeared|2000|\ndisappeared|2000|\n"; got != want {
+	if got, want := dump(t, s.snapshots.DB, q), "appeared|2000|\ndisappeared|2000|\n"; got != want {
 		t.Fatalf("changes:\n%s\nwant:\n%s", got, want)
 	}
 	// Each side is looked up in an index of the other, never scanned once
 	// per row: a scan there is quadratic (minutes for a large portfolio).
-	plan := strings.Join(queryPlan(t, s.snapshots, q), "\n")
+	plan := strings.Join(queryPlan(t, s.snapshots.DB, q), "\n")
 	for _, want := range []string{"SEARCH o USING AUTOMATIC COVERING INDEX", "SEARCH n USING AUTOMATIC COVERING INDEX"} {
 		if !strings.Contains(plan, want) {
 			t.Fatalf("plan lacks %q:\n%s", want, plan)
@@ -390,13 +390,13 @@ func TestRetainKeepsNewerAndEachConnectionsNewest(t *testing.T) {
 	if got, want := n, 4*4+1+1; got != want {
 		t.Fatalf("deleted %d snapshots, want %d", got, want)
 	}
-	if got, want := count(t, s.snapshots, "SELECT min(snapshot_at) = ? FROM estateguru_portfolios WHERE connection = 'eg0'", cutoff.Format(TimeFormat)), 1; got != want {
+	if got, want := count(t, s.snapshots.DB, "SELECT min(snapshot_at) = ? FROM estateguru_portfolios WHERE connection = 'eg0'", cutoff.Format(TimeFormat)), 1; got != want {
 		t.Fatalf("eg0's oldest snapshot is not the cutoff's period")
 	}
-	if got, want := count(t, s.snapshots, "SELECT count(*) FROM estateguru_portfolios WHERE connection = 'stale'"), 1; got != want {
+	if got, want := count(t, s.snapshots.DB, "SELECT count(*) FROM estateguru_portfolios WHERE connection = 'stale'"), 1; got != want {
 		t.Fatalf("stale snapshots = %d, want %d (its newest stays, however old)", got, want)
 	}
-	if got, want := count(t, s.snapshots, "SELECT cash_cents FROM latest_estateguru_portfolios WHERE connection = 'stale'"), 2; got != want {
+	if got, want := count(t, s.snapshots.DB, "SELECT cash_cents FROM latest_estateguru_portfolios WHERE connection = 'stale'"), 2; got != want {
 		t.Fatalf("stale latest cash = %d, want %d", got, want)
 	}
 	// The children went with their snapshots (cascade), none orphaned.
@@ -406,11 +406,11 @@ func TestRetainKeepsNewerAndEachConnectionsNewest(t *testing.T) {
 		"SELECT count(*) FROM estateguru_snapshot WHERE snapshot_at < '" + cutoff.Format(TimeFormat) + "' AND connection_id <> " + fmt.Sprint(stale),
 		"SELECT count(*) FROM everreal_snapshot WHERE snapshot_at < '" + cutoff.Format(TimeFormat) + "'",
 	} {
-		if got := count(t, s.snapshots, q); got != 0 {
+		if got := count(t, s.snapshots.DB, q); got != 0 {
 			t.Fatalf("%s = %d, want 0", q, got)
 		}
 	}
-	if got, want := count(t, s.snapshots, "SELECT count(*) FROM estateguru_investments WHERE connection = 'big'"), 1; got != want {
+	if got, want := count(t, s.snapshots.DB, "SELECT count(*) FROM estateguru_investments WHERE connection = 'big'"), 1; got != want {
 		t.Fatalf("big's investments = %d, want %d", got, want)
 	}
 	// Nothing left to do: a second pass deletes nothing.
@@ -428,7 +428,7 @@ func TestRetainStopsWhenCancelled(t *testing.T) {
 	if err == nil || n != 0 {
 		t.Fatalf("Retain with a cancelled context = %d, %v; want 0 and an error", n, err)
 	}
-	if got, want := count(t, s.snapshots, "SELECT count(*) FROM estateguru_snapshot"), 3; got != want {
+	if got, want := count(t, s.snapshots.DB, "SELECT count(*) FROM estateguru_snapshot"), 3; got != want {
 		t.Fatalf("snapshots = %d, want %d", got, want)
 	}
 }
@@ -515,7 +515,7 @@ func TestCheckpointTruncatesUnlessAReaderHoldsTheWAL(t *testing.T) {
 	// The checkpoint's connection went back to the pool waiting for locks
 	// like the others.
 	s.snapshots.SetMaxOpenConns(1)
-	if got, want := count(t, s.snapshots, "PRAGMA busy_timeout"), 10000; got != want {
+	if got, want := count(t, s.snapshots.DB, "PRAGMA busy_timeout"), 10000; got != want {
 		t.Fatalf("busy_timeout after Checkpoint = %d, want %d", got, want)
 	}
 }
@@ -528,7 +528,7 @@ func TestBackupIsConsistentAndNeverOverwrites(t *testing.T) {
 	saveEG(t, s, id, day0, portfolio(7, 50))
 
 	// A write transaction is open, uncommitted, while the backup runs.
-	tx, err := s.snapshots.BeginTx(ctx, nil)
+	tx, err := s.snapshots.begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

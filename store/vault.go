@@ -59,7 +59,7 @@ func (s *Store) migrateVault(ctx context.Context) error {
 	if version == 1 {
 		return nil
 	}
-	tx, err := s.tokens.BeginTx(ctx, nil)
+	tx, err := s.tokens.begin(ctx)
 	if err != nil {
 		return fileError(path, "migrate", err)
 	}
@@ -137,7 +137,7 @@ func (s *Store) saveVault(ctx context.Context, connID int64, name string, tok pr
 		}
 		access = a
 	}
-	tx, err := s.tokens.BeginTx(ctx, nil)
+	tx, err := s.tokens.begin(ctx)
 	if err != nil {
 		return fileError(path, "save tokens to", err)
 	}
@@ -166,7 +166,7 @@ func (s *Store) saveVault(ctx context.Context, connID int64, name string, tok pr
 }
 
 func (s *Store) mirrorExpiry(ctx context.Context, connID int64, tok provider.Token) error {
-	_, err := s.snapshots.ExecContext(ctx, `
+	_, err := s.snapshots.exec(ctx, `
 		UPDATE connection SET access_expires_at = ?, refresh_expires_at = ?, updated_at = ?
 		WHERE id = ?`,
 		formatTime(tok.AccessExpiresAt), formatTime(tok.RefreshExpiresAt), s.now().Format(TimeFormat), connID)
@@ -178,7 +178,7 @@ func (s *Store) mirrorExpiry(ctx context.Context, connID int64, tok provider.Tok
 
 // DeleteToken removes a connection's tokens. Deleting none is not an error.
 func (s *Store) DeleteToken(ctx context.Context, connID int64) error {
-	tx, err := s.tokens.BeginTx(ctx, nil)
+	tx, err := s.tokens.begin(ctx)
 	if err != nil {
 		return fileError(filepath.Join(s.dir, TokensFile), "delete tokens from", err)
 	}
@@ -280,7 +280,7 @@ func (s *Store) setTokenKey(ctx context.Context, key []byte) error {
 		return nil
 	}
 	// First use of a key: seal what is stored, and the check value, at once.
-	tx, err := s.tokens.BeginTx(ctx, nil)
+	tx, err := s.tokens.begin(ctx)
 	if err != nil {
 		return fileError(path, "encrypt", err)
 	}
