@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -14,7 +15,7 @@ func TestSaveEstateGuruStoresEveryRowExactly(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	id := connect(t, s, "eg", "estateguru")
 	for _, n := range []int{0, 1, 63, 64, 65, 200, 129} { // the last replaces 200 in the same period
-		snap := EstateGuruSnapshot{Currency: "EUR", CashCents: int64(n), Raw: []byte(fmt.Sprintf(`{"n":%d,"name":"Ülemiste \"City\" – 2"}`, n))}
+		var list []Investment
 		for i := range n {
 			inv := Investment{
 				LoanID: fmt.Sprintf("EE%d", i), Name: fmt.Sprintf("loan %d 'quoted' – Ü", i), Quantity: int64(i % 7),
@@ -25,8 +26,10 @@ func TestSaveEstateGuruStoresEveryRowExactly(t *testing.T) {
 			if i == 5 {
 				inv.LoanID, inv.Name = "", "" // stored as NULL, as before
 			}
-			snap.Investments = append(snap.Investments, inv)
+			list = append(list, inv)
 		}
+		snap := EstateGuruSnapshot{Currency: "EUR", CashCents: int64(n), Investments: slices.Values(list),
+			Raw: []byte(fmt.Sprintf(`{"n":%d,"name":"Ülemiste \"City\" – 2"}`, n))}
 		saveEG(t, s, id, day0, snap)
 
 		rows, err := s.snapshots.Query(`SELECT position, coalesce(loan_id, '<null>'), coalesce(name, '<null>'), quantity,
@@ -43,7 +46,7 @@ func TestSaveEstateGuruStoresEveryRowExactly(t *testing.T) {
 				&got.PrincipalLeftCents, &got.ProfitCents, &got.RealizedIncomeCents, &got.ChangeCents, &got.ResourcePath); err != nil {
 				t.Fatal(err)
 			}
-			want := snap.Investments[i]
+			want := list[i]
 			if want.LoanID == "" {
 				want.LoanID, want.Name = "<null>", "<null>"
 			}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,14 +39,23 @@ func connect(t *testing.T, s *Store, name, prov string) int64 {
 
 // portfolio is a snapshot with n investments EE0..EE{n-1} of 1.00 each.
 func portfolio(cash int64, n int) EstateGuruSnapshot {
-	snap := EstateGuruSnapshot{Currency: "EUR", CashCents: cash, Raw: []byte(`{}`)}
+	return snapshotOf(cash, investments(n))
+}
+
+// investments are n investments EE0..EE{n-1} of 1.00 each.
+func investments(n int) []Investment {
+	var list []Investment
 	for i := 0; i < n; i++ {
-		snap.Investments = append(snap.Investments, Investment{
+		list = append(list, Investment{
 			LoanID: fmt.Sprintf("EE%d", i), Name: fmt.Sprintf("loan %d", i), Quantity: 1,
 			InvestmentAmountCents: 100, MarketValueCents: 100, PrincipalLeftCents: 100,
 		})
 	}
-	return snap
+	return list
+}
+
+func snapshotOf(cash int64, list []Investment) EstateGuruSnapshot {
+	return EstateGuruSnapshot{Currency: "EUR", CashCents: cash, Raw: []byte(`{}`), Investments: slices.Values(list)}
 }
 
 func saveEG(t *testing.T, s *Store, id int64, period time.Time, snap EstateGuruSnapshot) {
@@ -348,11 +358,11 @@ func TestInvestmentChangesAreLinear(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	id := connect(t, s, "eg", "estateguru")
 	saveEG(t, s, id, day0.Add(-24*time.Hour), portfolio(0, 5000))
-	newer := portfolio(0, 5000)
+	newer := investments(5000)
 	for i := 0; i < 2000; i++ {
-		newer.Investments[i].LoanID = fmt.Sprintf("NEW%d", i)
+		newer[i].LoanID = fmt.Sprintf("NEW%d", i)
 	}
-	saveEG(t, s, id, day0, newer)
+	saveEG(t, s, id, day0, snapshotOf(0, newer))
 	q := "SELECT change, count(*) FROM estateguru_investment_changes GROUP BY change ORDER BY change"
 	if got, want := dump(t, s.snapshots.DB, q), "appeared|2000|\ndisappeared|2000|\n"; got != want {
 		t.Fatalf("changes:\n%s\nwant:\n%s", got, want)

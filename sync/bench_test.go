@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -88,10 +89,11 @@ func BenchmarkSaveEstateGuru(b *testing.B) {
 		b.Run(fmt.Sprintf("investments=%d", n), func(b *testing.B) {
 			ctx := context.Background()
 			p := portfolio(b, n)
-			snap := store.EstateGuruSnapshot{Currency: p.Currency, CashCents: p.CashCents, Raw: p.Raw}
+			var list []store.Investment
 			for _, inv := range p.Investments {
-				snap.Investments = append(snap.Investments, store.Investment(inv))
+				list = append(list, store.Investment(inv))
 			}
+			snap := store.EstateGuruSnapshot{Currency: p.Currency, CashCents: p.CashCents, Raw: p.Raw, Investments: slices.Values(list)}
 			st, err := store.Open(ctx, b.TempDir(), store.Options{})
 			if err != nil {
 				b.Fatal(err)

@@ -446,15 +446,19 @@ func everRealSnapshot(u *everreal.User) store.EverRealSnapshot {
 	return snap
 }
 
+// estateGuruSnapshot is the portfolio as the store takes it. The investments
+// are converted as the store reads them, not copied into a second slice.
 func estateGuruSnapshot(p *estateguru.Portfolio) store.EstateGuruSnapshot {
-	snap := store.EstateGuruSnapshot{
+	return store.EstateGuruSnapshot{
 		Currency: p.Currency, CashCents: p.CashCents, Raw: p.Raw,
-		Investments: make([]store.Investment, len(p.Investments)),
+		Investments: func(yield func(store.Investment) bool) {
+			for _, inv := range p.Investments {
+				if !yield(store.Investment(inv)) {
+					return
+				}
+			}
+		},
 	}
-	for i, inv := range p.Investments {
-		snap.Investments[i] = store.Investment(inv)
-	}
-	return snap
 }
 
 // scrubbed replaces any secret value in err's text: the backstop behind the
