@@ -147,10 +147,10 @@ func (s *Syncer) Run(ctx context.Context, trigger string, only []string) (sum Su
 	}()
 
 	var (
-		mu   stdsync.Mutex
-		wg   stdsync.WaitGroup
-		sem  = make(chan struct{}, s.concurrency())
-		done = ctx.Done()
+		mu    stdsync.Mutex
+		wg    stdsync.WaitGroup
+		slots = newSlots(s.concurrency())
+		done  = ctx.Done()
 	)
 loop:
 	for _, c := range selected {
@@ -161,15 +161,16 @@ loop:
 			continue
 		}
 		select {
-		case sem <- struct{}{}:
+		case slots.network <- struct{}{}:
 		case <-done:
 			break loop
 		}
 		wg.Add(1)
 		go func(c store.Connection) {
 			defer wg.Done()
-			defer func() { <-sem }()
-			res := s.syncConnection(ctx, runID, c, log)
+			turn := slots.turn()
+			defer turn.end()
+			res := s.syncConnection(ctx, runID, c, log, turn)
 			mu.Lock()
 			defer mu.Unlock()
 			var ie *interruptedError
@@ -232,7 +233,7 @@ func selectConnections(conns []store.Connection, only []string) ([]store.Connect
 
 // syncConnection syncs one connection and records its result. It returns
 // the connection's error, scrubbed of secrets, or nil.
-func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connection, runLog *slog.Logger) (err error) {
+func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connection, runLog *slog.Logger, turn *turn) (err error) {
 	log := runLog.With("connection", c.Name, "provider", c.Provider)
 	started := s.now()
 	var secrets []string
@@ -323,7 +324,61 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 	if err != nil {
 		return err
 	}
+	if err := turn.toSave(ctx); err != nil {
+		return err
+	}
 	return save(ctx, s.Store, c.ID, store.PeriodStart(fetchedAt, s.period()), fetchedAt)
+}
+
+// slots bound what a run does at once. network holds the connections
+// talking to their providers (SYNCER_CONCURRENCY of them). A connection
+// whose answer is in hand trades its network slot for a save slot, so the
+// next connection's requests go out while it waits for the store's single
+// writer: with 100 portfolios of 1,000 investments the writes had kept the
+// network idle for half the run. Two save slots keep the writer busy (one
+// writing, one ready); more would only hold more decoded answers in memory.
+type slots struct {
+	network chan struct{}
+	save    chan struct{}
+}
+
+func newSlots(concurrency int) *slots {
+	return &slots{network: make(chan struct{}, concurrency), save: make(chan struct{}, 2)}
+}
+
+// turn is one connection's passage through the slots. Its network slot is
+// taken before it starts (Run waits for it there, so a cancelled run starts
+// no more connections).
+func (s *slots) turn() *turn { return &turn{slots: s, network: true} }
+
+type turn struct {
+	slots         *slots
+	network, save bool
+}
+
+// toSave waits for a save slot, holding the network slot meanwhile (no
+// connection starts while two answers already wait), then gives the network
+// slot back.
+func (t *turn) toSave(ctx context.Context) error {
+	select {
+	case t.slots.save <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	t.save = true
+	<-t.slots.network
+	t.network = false
+	return nil
+}
+
+// end gives back whatever slots the connection still holds.
+func (t *turn) end() {
+	if t.network {
+		<-t.slots.network
+	}
+	if t.save {
+		<-t.slots.save
+	}
 }
 
 // record writes the connection's result and state. It uses a context that

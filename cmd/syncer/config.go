@@ -27,7 +27,7 @@ type Config struct {
 	Schedule       string        `envconfig:"SCHEDULE" default:"@every 1h" desc:"when the daemon syncs: five-field cron (\"0 * * * *\"), a descriptor (\"@hourly\", \"@every 30m\"), optionally prefixed \"CRON_TZ=Europe/Berlin \"; UTC otherwise"`
 	SyncOnStart    bool          `envconfig:"SYNC_ON_START" default:"true" desc:"the daemon syncs once at start, before the first scheduled run"`
 	SnapshotPeriod time.Duration `envconfig:"SNAPSHOT_PERIOD" default:"24h" desc:"one snapshot per connection per period (UTC); a later run in the same period replaces it"`
-	Concurrency    int           `envconfig:"CONCURRENCY" default:"8" desc:"connections synced at once; also the cap on connections to one provider host"`
+	Concurrency    int           `envconfig:"CONCURRENCY" default:"8" desc:"connections talking to their providers at once (two more may wait to write); also the cap on connections to one provider host"`
 	HTTPTimeout    time.Duration `envconfig:"HTTP_TIMEOUT" default:"30s" desc:"deadline for one HTTP call to a provider, body included"`
 	Retries        int           `envconfig:"RETRIES" default:"3" desc:"extra attempts for a provider call that failed transiently (network, 5xx, 429)"`
 	RetryBackoff   time.Duration `envconfig:"RETRY_BACKOFF" default:"500ms" desc:"first wait before retrying a failed provider call; each next wait doubles, with jitter, up to 30s (a provider's Retry-After is obeyed up to 2m)"`
