@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"path/filepath"
@@ -32,12 +33,13 @@ type Company struct {
 type EstateGuruSnapshot struct {
 	Currency  string
 	CashCents int64
-	// Investments yields the portfolio's lines in the answer's order, and
-	// must yield the same ones each time it is called (it is called twice:
-	// for the totals, then for the rows). A sequence rather than a slice so
-	// a caller holding its own decoded type needs no copy: for 100,000
-	// investments that copy was 11 MB and 50-100 ms.
-	Investments iter.Seq[Investment]
+	// Investments yields the portfolio's lines in the answer's order; it
+	// is read once, as the rows are written, so a caller may still be
+	// decoding them (estateguru.Stream). An error ends the save with
+	// nothing of it stored. A sequence rather than a slice also spares a
+	// caller holding its own decoded type a copy: for 100,000 investments
+	// that copy was 11 MB and 50-100 ms.
+	Investments iter.Seq2[Investment, error]
 	Raw         []byte
 }
 
@@ -102,24 +104,27 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 // SaveEstateGuru upserts the connection's portfolio snapshot for the period
 // starting at period, its investments and totals, and records the success on
 // the connection, in one transaction.
+//
+// The investments go in first, summed as they are written, and their
+// snapshot row (totals and raw answer) last, so the sequence is read only
+// once. The rows' foreign key on that snapshot is checked at the commit
+// (defer_foreign_keys) instead of at each row.
 func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetchedAt time.Time, snap EstateGuruSnapshot) error {
-	var sum Investment
-	count := 0
-	for inv := range snapInvestments(snap) {
-		count++
-		sum.InvestmentAmountCents += inv.InvestmentAmountCents
-		sum.MarketValueCents += inv.MarketValueCents
-		sum.PrincipalLeftCents += inv.PrincipalLeftCents
-		sum.ProfitCents += inv.ProfitCents
-		sum.RealizedIncomeCents += inv.RealizedIncomeCents
-	}
-	return s.writeSnapshot(ctx, func(conn *sql.Conn, tx *sql.Tx) error {
+	err := s.writeSnapshot(ctx, func(conn *sql.Conn, tx *sql.Tx) error {
 		at := period.UTC().Format(TimeFormat)
 		// The cascade removes the period's old investments with it.
 		if _, err := tx.ExecContext(ctx, "DELETE FROM estateguru_snapshot WHERE connection_id = ? AND snapshot_at = ?", connID, at); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `
+		// Switched off again by SQLite at the commit or rollback.
+		if _, err := tx.ExecContext(ctx, "PRAGMA defer_foreign_keys = ON"); err != nil {
+			return err
+		}
+		sum, count, err := insertInvestments(ctx, conn, connID, at, snap.Investments)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `
 			INSERT INTO estateguru_snapshot (connection_id, snapshot_at, fetched_at, currency, cash_cents,
 			    investments, investment_amount_cents, market_value_cents, principal_left_cents,
 			    profit_cents, realized_income_cents, raw)
@@ -130,11 +135,31 @@ func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetche
 		if err != nil {
 			return err
 		}
-		if err := insertInvestments(ctx, conn, connID, at, snapInvestments(snap)); err != nil {
-			return err
-		}
 		return recordSuccess(ctx, tx, connID, fetchedAt)
 	})
+	// The sequence's own error is the caller's, not a fault of the file.
+	if se, ok := errors.AsType[sequenceError](err); ok {
+		return se.err
+	}
+	return err
+}
+
+// sequenceError carries an error of the investments' sequence out of the
+// transaction.
+type sequenceError struct{ err error }
+
+func (e sequenceError) Error() string { return e.err.Error() }
+func (e sequenceError) Unwrap() error { return e.err }
+
+// InvestmentsOf is a list of investments as a snapshot's sequence.
+func InvestmentsOf(list []Investment) iter.Seq2[Investment, error] {
+	return func(yield func(Investment, error) bool) {
+		for _, inv := range list {
+			if !yield(inv, nil) {
+				return
+			}
+		}
+	}
 }
 
 // investmentBatch rows go into one INSERT: one statement round trip per
@@ -149,8 +174,12 @@ const investmentBatch = 64
 // 13 values a row, 1.3 million for a portfolio of 100,000 investments, which
 // was most of the garbage (and so of the peak memory) of a large run. The
 // connection id and period are bound once per batch (?1, ?2), not per row.
-func insertInvestments(ctx context.Context, conn *sql.Conn, connID int64, at string, invs iter.Seq[Investment]) error {
-	return conn.Raw(func(dc any) error {
+// It returns the rows' sums (in the money fields) and their count.
+func insertInvestments(ctx context.Context, conn *sql.Conn, connID int64, at string, invs iter.Seq2[Investment, error]) (sum Investment, count int64, err error) {
+	if invs == nil {
+		return sum, 0, nil
+	}
+	err = conn.Raw(func(dc any) error {
 		prep, ok := dc.(driver.ConnPrepareContext)
 		if !ok {
 			return fmt.Errorf("store: the sqlite driver (%T) cannot prepare statements with a context", dc)
@@ -162,7 +191,7 @@ func insertInvestments(ctx context.Context, conn *sql.Conn, connID int64, at str
 			}
 		}()
 		args := make([]driver.NamedValue, 0, 2+investmentBatch*11)
-		rows, position := 0, int64(0)
+		rows := 0
 		flush := func() error {
 			if rows == 0 {
 				return nil
@@ -188,17 +217,25 @@ func insertInvestments(ctx context.Context, conn *sql.Conn, connID int64, at str
 			rows = 0
 			return err
 		}
-		for inv := range invs {
+		for inv, err := range invs {
+			if err != nil {
+				return sequenceError{err}
+			}
+			sum.InvestmentAmountCents += inv.InvestmentAmountCents
+			sum.MarketValueCents += inv.MarketValueCents
+			sum.PrincipalLeftCents += inv.PrincipalLeftCents
+			sum.ProfitCents += inv.ProfitCents
+			sum.RealizedIncomeCents += inv.RealizedIncomeCents
 			if rows == 0 {
 				args = append(args[:0], driver.NamedValue{Ordinal: 1, Value: connID}, driver.NamedValue{Ordinal: 2, Value: at})
 			}
-			for _, v := range [...]driver.Value{position, nullable(inv.LoanID), nullable(inv.Name), inv.Quantity,
+			for _, v := range [...]driver.Value{count, nullable(inv.LoanID), nullable(inv.Name), inv.Quantity,
 				inv.InvestmentAmountCents, inv.MarketValueCents, inv.PrincipalLeftCents, inv.ProfitCents,
 				inv.RealizedIncomeCents, inv.ChangeCents, nullable(inv.ResourcePath)} {
 				args = append(args, driver.NamedValue{Ordinal: len(args) + 1, Value: v})
 			}
 			rows++
-			position++
+			count++
 			if rows == investmentBatch {
 				if err := flush(); err != nil {
 					return err
@@ -207,14 +244,7 @@ func insertInvestments(ctx context.Context, conn *sql.Conn, connID int64, at str
 		}
 		return flush()
 	})
-}
-
-// snapInvestments is the snapshot's investments; none if it has no sequence.
-func snapInvestments(snap EstateGuruSnapshot) iter.Seq[Investment] {
-	if snap.Investments == nil {
-		return func(func(Investment) bool) {}
-	}
-	return snap.Investments
+	return sum, count, err
 }
 
 // investmentInsert is the INSERT of n rows: (?1, ?2, ...) repeats the

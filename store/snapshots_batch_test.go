@@ -2,9 +2,10 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"slices"
 	"testing"
+	"time"
 )
 
 // TestSaveEstateGuruStoresEveryRowExactly covers the batched insert (64 rows
@@ -28,7 +29,7 @@ func TestSaveEstateGuruStoresEveryRowExactly(t *testing.T) {
 			}
 			list = append(list, inv)
 		}
-		snap := EstateGuruSnapshot{Currency: "EUR", CashCents: int64(n), Investments: slices.Values(list),
+		snap := EstateGuruSnapshot{Currency: "EUR", CashCents: int64(n), Investments: InvestmentsOf(list),
 			Raw: []byte(fmt.Sprintf(`{"n":%d,"name":"Ülemiste \"City\" – 2"}`, n))}
 		saveEG(t, s, id, day0, snap)
 
@@ -86,5 +87,40 @@ func TestSaveEstateGuruNilRawIsEmptyText(t *testing.T) {
 	}
 	if raw != "" || typ != "text" {
 		t.Fatalf("raw = %s %q, want empty text", typ, raw)
+	}
+}
+
+// A sequence that fails part way through (the answer turned out malformed
+// while it was being decoded) stores nothing: the period's earlier snapshot
+// stays whole, and the error is the sequence's own.
+func TestSaveEstateGuruKeepsTheOldSnapshotWhenTheSequenceFails(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	id := connect(t, s, "eg", "estateguru")
+	saveEG(t, s, id, day0, portfolio(700, 300))
+	boom := errors.New("the answer went bad at line 200")
+	failing := func(yield func(Investment, error) bool) {
+		for i, inv := range investments(500) {
+			if i == 200 {
+				yield(Investment{}, boom)
+				return
+			}
+			if !yield(inv, nil) {
+				return
+			}
+		}
+	}
+	err := s.SaveEstateGuru(context.Background(), id, day0, day0.Add(2*time.Hour), EstateGuruSnapshot{Currency: "EUR", CashCents: 1, Investments: failing, Raw: []byte(`{}`)})
+	if err != boom {
+		t.Fatalf("SaveEstateGuru = %v, want the sequence's own error", err)
+	}
+	if got, want := dump(t, s.snapshots.DB, "SELECT cash_cents, investments, (SELECT count(*) FROM estateguru_investment) FROM estateguru_snapshot"), "700|300|300|\n"; got != want {
+		t.Fatalf("after the failed save: %q, want %q (the earlier snapshot whole)", got, want)
+	}
+	// The deferred foreign keys were switched off again with the rollback:
+	// a row without its snapshot is refused at once.
+	if _, err := s.snapshots.Exec(`INSERT INTO estateguru_investment (connection_id, snapshot_at, position, quantity,
+		investment_amount_cents, market_value_cents, principal_left_cents, profit_cents, realized_income_cents, change_cents)
+		VALUES (?, '1999-01-01T00:00:00Z', 0, 0, 0, 0, 0, 0, 0, 0)`, id); err == nil {
+		t.Fatal("an orphan investment row was accepted")
 	}
 }

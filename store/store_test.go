@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +54,7 @@ func investments(n int) []Investment {
 }
 
 func snapshotOf(cash int64, list []Investment) EstateGuruSnapshot {
-	return EstateGuruSnapshot{Currency: "EUR", CashCents: cash, Raw: []byte(`{}`), Investments: slices.Values(list)}
+	return EstateGuruSnapshot{Currency: "EUR", CashCents: cash, Raw: []byte(`{}`), Investments: InvestmentsOf(list)}
 }
 
 func saveEG(t *testing.T, s *Store, id int64, period time.Time, snap EstateGuruSnapshot) {

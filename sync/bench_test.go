@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"slices"
 	"testing"
 	"time"
 
@@ -93,7 +92,7 @@ func BenchmarkSaveEstateGuru(b *testing.B) {
 			for _, inv := range p.Investments {
 				list = append(list, store.Investment(inv))
 			}
-			snap := store.EstateGuruSnapshot{Currency: p.Currency, CashCents: p.CashCents, Raw: p.Raw, Investments: slices.Values(list)}
+			snap := store.EstateGuruSnapshot{Currency: p.Currency, CashCents: p.CashCents, Raw: p.Raw, Investments: store.InvestmentsOf(list)}
 			st, err := store.Open(ctx, b.TempDir(), store.Options{})
 			if err != nil {
 				b.Fatal(err)

@@ -3,7 +3,6 @@ package sync
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -67,11 +66,11 @@ func TestScheduleIsUTCUnlessTold(t *testing.T) {
 func TestSchedulerRecordsAProviderPanicAsAFailedRun(t *testing.T) {
 	st := newScheduleStore(t)
 	var calls atomic.Int32
-	eg := &fakeEstateGuru{investments: func(ctx context.Context) (*estateguru.Portfolio, error) {
+	eg := &fakeEstateGuru{investments: func(ctx context.Context) (*estateguru.Answer, error) {
 		if calls.Add(1) == 1 {
 			panic("the client broke")
 		}
-		return samplePortfolio(), nil
+		return sampleAnswer(), nil
 	}}
 	logs := &logBuffer{}
 	s := &Scheduler{Syncer: newTestSyncer(st, eg, logs), Schedule: every(20 * time.Millisecond), Log: logs.logger()}
@@ -100,7 +99,7 @@ func TestSchedulerRecordsAProviderPanicAsAFailedRun(t *testing.T) {
 func TestSchedulerGoesOnAfterAPanicEscapesTheRun(t *testing.T) {
 	st := newScheduleStore(t)
 	ps := &panickyStore{Store: st}
-	eg := &fakeEstateGuru{investments: func(context.Context) (*estateguru.Portfolio, error) { return samplePortfolio(), nil }}
+	eg := &fakeEstateGuru{investments: func(context.Context) (*estateguru.Answer, error) { return sampleAnswer(), nil }}
 	logs := &logBuffer{}
 	syncer := newTestSyncer(st, eg, logs)
 	syncer.Store = ps
@@ -129,7 +128,7 @@ func TestSchedulerSkipsARunWhileOneIsGoing(t *testing.T) {
 	st := newScheduleStore(t)
 	release := make(chan struct{})
 	var inFlight, maxInFlight atomic.Int32
-	eg := &fakeEstateGuru{investments: func(ctx context.Context) (*estateguru.Portfolio, error) {
+	eg := &fakeEstateGuru{investments: func(ctx context.Context) (*estateguru.Answer, error) {
 		n := inFlight.Add(1)
 		defer inFlight.Add(-1)
 		for {
@@ -143,7 +142,7 @@ func TestSchedulerSkipsARunWhileOneIsGoing(t *testing.T) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		return samplePortfolio(), nil
+		return sampleAnswer(), nil
 	}}
 	logs := &logBuffer{}
 	s := &Scheduler{Syncer: newTestSyncer(st, eg, logs), Schedule: every(20 * time.Millisecond), OnStart: true, Log: logs.logger()}
@@ -167,7 +166,7 @@ func TestSchedulerSkipsARunWhileOneIsGoing(t *testing.T) {
 func TestSchedulerStopInterruptsTheRunInProgress(t *testing.T) {
 	st := newScheduleStore(t)
 	entered := make(chan struct{})
-	eg := &fakeEstateGuru{investments: func(ctx context.Context) (*estateguru.Portfolio, error) {
+	eg := &fakeEstateGuru{investments: func(ctx context.Context) (*estateguru.Answer, error) {
 		close(entered)
 		<-ctx.Done() // a provider that never answers
 		return nil, ctx.Err()
@@ -215,19 +214,19 @@ type every time.Duration
 func (d every) Next(t time.Time) time.Time { return t.Add(time.Duration(d)) }
 
 type fakeEstateGuru struct {
-	investments func(ctx context.Context) (*estateguru.Portfolio, error)
+	investments func(ctx context.Context) (*estateguru.Answer, error)
 }
 
 func (f *fakeEstateGuru) Refresh(context.Context, provider.Secret) (provider.Token, error) {
 	return provider.Token{}, errors.New("fake: no refresh expected (the stored access token is fresh)")
 }
 
-func (f *fakeEstateGuru) Investments(ctx context.Context, _ provider.Secret) (*estateguru.Portfolio, error) {
+func (f *fakeEstateGuru) FetchInvestments(ctx context.Context, _ provider.Secret) (*estateguru.Answer, error) {
 	return f.investments(ctx)
 }
 
-func samplePortfolio() *estateguru.Portfolio {
-	return &estateguru.Portfolio{Currency: "EUR", CashCents: 100, Raw: json.RawMessage(`{}`)}
+func sampleAnswer() *estateguru.Answer {
+	return estateguru.NewAnswer([]byte(`{"currency":"EUR","cash":"1.00","investments":[]}`), "")
 }
 
 // panickyStore panics in the first FinishRun: a panic in the run itself,

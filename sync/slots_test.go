@@ -46,9 +46,9 @@ func TestAConnectionWaitingToSaveLetsTheNextOneFetch(t *testing.T) {
 		}
 	}
 	var fetches atomic.Int32
-	eg := &fakeEstateGuru{investments: func(context.Context) (*estateguru.Portfolio, error) {
+	eg := &fakeEstateGuru{investments: func(context.Context) (*estateguru.Answer, error) {
 		fetches.Add(1)
-		return samplePortfolio(), nil
+		return sampleAnswer(), nil
 	}}
 	bs := &blockingSaveStore{Store: st, release: make(chan struct{})}
 	s := newTestSyncer(bs, eg, &logBuffer{})

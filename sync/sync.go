@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"runtime/debug"
 	stdsync "sync"
@@ -29,7 +30,7 @@ type EverReal interface {
 // EstateGuru is what a sync needs of an EstateGuru client bound to one base URL.
 type EstateGuru interface {
 	Refresh(ctx context.Context, refresh provider.Secret) (provider.Token, error)
-	Investments(ctx context.Context, access provider.Secret) (*estateguru.Portfolio, error)
+	FetchInvestments(ctx context.Context, access provider.Secret) (*estateguru.Answer, error)
 }
 
 var (
@@ -309,8 +310,20 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		}
 		refreshed = true
 	}
-	fetchedAt := s.now()
-	save, err := conn.fetch(ctx, tok.Access)
+	fetchAndSave := func() error {
+		fetchedAt := s.now()
+		save, err := conn.fetch(ctx, tok.Access)
+		if err != nil {
+			return err
+		}
+		if err := turn.toSave(ctx); err != nil {
+			return err
+		}
+		// An answer may turn out to be an error answer only while it is
+		// decoded, which can happen here, as it is stored.
+		return save(ctx, s.Store, c.ID, store.PeriodStart(fetchedAt, s.period()), fetchedAt)
+	}
+	err = fetchAndSave()
 	if provider.KindOf(err) == provider.KindInvalidToken && !refreshed {
 		// The access token died early (revoked, or the clock is off): one
 		// refresh, one retry.
@@ -318,16 +331,9 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		if err := refresh(); err != nil {
 			return err
 		}
-		fetchedAt = s.now()
-		save, err = conn.fetch(ctx, tok.Access)
+		err = fetchAndSave()
 	}
-	if err != nil {
-		return err
-	}
-	if err := turn.toSave(ctx); err != nil {
-		return err
-	}
-	return save(ctx, s.Store, c.ID, store.PeriodStart(fetchedAt, s.period()), fetchedAt)
+	return err
 }
 
 // slots bound what a run does at once. network holds the connections
@@ -360,6 +366,9 @@ type turn struct {
 // connection starts while two answers already wait), then gives the network
 // slot back.
 func (t *turn) toSave(ctx context.Context) error {
+	if t.save {
+		return nil // a retry: the slot is still held
+	}
 	select {
 	case t.slots.save <- struct{}{}:
 	case <-ctx.Done():
@@ -473,13 +482,12 @@ func (s *Syncer) bind(c store.Connection) (boundConnection, error) {
 		return boundConnection{
 			refresh: api.Refresh,
 			fetch: func(ctx context.Context, access provider.Secret) (saveFunc, error) {
-				p, err := api.Investments(ctx, access)
+				answer, err := api.FetchInvestments(ctx, access)
 				if err != nil {
 					return nil, err
 				}
-				snap := estateGuruSnapshot(p)
 				return func(ctx context.Context, st Store, id int64, period, at time.Time) error {
-					return st.SaveEstateGuru(ctx, id, period, at, snap)
+					return saveEstateGuru(ctx, st, id, period, at, answer)
 				}, nil
 			},
 		}, nil
@@ -501,18 +509,51 @@ func everRealSnapshot(u *everreal.User) store.EverRealSnapshot {
 	return snap
 }
 
-// estateGuruSnapshot is the portfolio as the store takes it. The investments
-// are converted as the store reads them, not copied into a second slice.
-func estateGuruSnapshot(p *estateguru.Portfolio) store.EstateGuruSnapshot {
-	return store.EstateGuruSnapshot{
+// saveEstateGuru stores an answer while it is decoded (estateguru.Stream):
+// for a large portfolio the decoding then overlaps the writing. An answer
+// the stream declines (an error answer, or anything unusual) is decoded in
+// full instead, which gives its error or its portfolio, and stored in a
+// second transaction; the first one, if it began, stored nothing.
+func saveEstateGuru(ctx context.Context, st Store, id int64, period, at time.Time, answer *estateguru.Answer) error {
+	stream := answer.Stream()
+	defer stream.Close()
+	currency, cash, ok, err := stream.Header(ctx)
+	if err != nil {
+		return err
+	}
+	if ok {
+		snap := store.EstateGuruSnapshot{Currency: currency, CashCents: cash, Raw: answer.Raw(),
+			Investments: converted(stream.Investments())}
+		err := st.SaveEstateGuru(ctx, id, period, at, snap)
+		if !errors.Is(err, estateguru.ErrNotStreamed) {
+			return err
+		}
+	}
+	p, err := answer.Decode()
+	if err != nil {
+		return err
+	}
+	return st.SaveEstateGuru(ctx, id, period, at, store.EstateGuruSnapshot{
 		Currency: p.Currency, CashCents: p.CashCents, Raw: p.Raw,
-		Investments: func(yield func(store.Investment) bool) {
+		Investments: converted(func(yield func(estateguru.Investment, error) bool) {
 			for _, inv := range p.Investments {
-				if !yield(store.Investment(inv)) {
+				if !yield(inv, nil) {
 					return
 				}
 			}
-		},
+		}),
+	})
+}
+
+// converted is the provider's investments as the store takes them, one by
+// one: no second copy of a large portfolio.
+func converted(invs iter.Seq2[estateguru.Investment, error]) iter.Seq2[store.Investment, error] {
+	return func(yield func(store.Investment, error) bool) {
+		for inv, err := range invs {
+			if !yield(store.Investment(inv), err) {
+				return
+			}
+		}
 	}
 }
 

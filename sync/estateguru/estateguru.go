@@ -245,6 +245,16 @@ func (c *Client) Refresh(ctx context.Context, refresh provider.Secret) (provider
 // ours or end with ours. Every money value is parsed exactly; one bad value
 // fails the whole answer (never partial data). The raw answer is kept.
 func (c *Client) Investments(ctx context.Context, access provider.Secret) (*Portfolio, error) {
+	a, err := c.FetchInvestments(ctx, access)
+	if err != nil {
+		return nil, err
+	}
+	return a.Decode()
+}
+
+// FetchInvestments is Investments without the decoding: the answer, once
+// it came with a success status, for the caller to Decode or Stream.
+func (c *Client) FetchInvestments(ctx context.Context, access provider.Secret) (*Answer, error) {
 	if access.IsZero() {
 		return nil, &provider.Error{Provider: Name, Op: opInvestments, Kind: provider.KindInvalidToken,
 			Err: errors.New("no access token")}
@@ -266,11 +276,7 @@ func (c *Client) Investments(ctx context.Context, access provider.Secret) (*Port
 	if err != nil {
 		return nil, scrub(adjust(opInvestments, err), access.Reveal())
 	}
-	p, err := decodeInvestmentsAnswer(resp, reqID)
-	if err != nil {
-		return nil, scrub(err, access.Reveal())
-	}
-	return p, nil
+	return &Answer{resp: resp, reqID: reqID, access: access}, nil
 }
 
 // policy is the HTTP policy for one call, on a copy of the configured client

@@ -21,7 +21,17 @@ import (
 // values themselves go through the same functions (stringValue, moneyValue,
 // investmentFrom) in both paths.
 func decodePortfolioFast(body []byte, reqID string) (p *Portfolio, ok bool) {
-	s := fastScanner{b: body}
+	return decodePortfolioFastTo(body, reqID, nil)
+}
+
+// decodePortfolioFastTo is decodePortfolioFast, handing the investments to
+// st as they are decoded when st is not nil (see Stream). What can be handed
+// over before the end cannot be taken back, so with st it also declines
+// what would change it: a second investments member, or currency or cash
+// members after the investments once they were handed over.
+func decodePortfolioFastTo(body []byte, reqID string, st *Stream) (p *Portfolio, ok bool) {
+	s := fastScanner{b: body, stream: st}
+	started := false // with st: the investments member was met
 	if !s.expect('{') {
 		return nil, false
 	}
@@ -40,6 +50,9 @@ func decodePortfolioFast(body []byte, reqID string) (p *Portfolio, ok bool) {
 				return false
 			}
 		case "currency":
+			if st != nil && st.announced {
+				return false
+			}
 			raw, ok := s.value()
 			if !ok {
 				return false
@@ -50,6 +63,9 @@ func decodePortfolioFast(body []byte, reqID string) (p *Portfolio, ok bool) {
 			}
 			p.Currency = strings.TrimSpace(cur)
 		case "cash":
+			if st != nil && st.announced {
+				return false
+			}
 			raw, ok := s.value()
 			if !ok {
 				return false
@@ -64,6 +80,15 @@ func decodePortfolioFast(body []byte, reqID string) (p *Portfolio, ok bool) {
 			}
 			p.CashCents, haveCash = cents, true
 		case "investments":
+			if st != nil {
+				if started {
+					return false
+				}
+				started = true
+				if haveCash {
+					st.announce(p.Currency, p.CashCents)
+				}
+			}
 			list, ok := s.investments()
 			if !ok {
 				return false
@@ -150,6 +175,9 @@ func (s *fastScanner) investments() ([]Investment, bool) {
 			return nil, false
 		}
 		list = append(list, inv)
+		if s.stream != nil && len(list)%streamBatch == 0 && !s.stream.handOver(list) {
+			return nil, false
+		}
 		s.ws()
 		switch s.peek() {
 		case ',':
@@ -192,6 +220,9 @@ type fastScanner struct {
 	b     []byte
 	i     int
 	depth int
+	// stream, if set, is handed the investments as they are decoded, once
+	// it has announced the portfolio's currency and cash.
+	stream *Stream
 }
 
 func (s *fastScanner) ws() {
