@@ -77,3 +77,50 @@ func TestAConnectionWaitingToSaveLetsTheNextOneFetch(t *testing.T) {
 		t.Fatalf("run: %+v, %v; want 4 connections ok", r.sum, r.err)
 	}
 }
+
+// refreshingEstateGuru answers its first portfolio request with an error
+// answer (status 200, {"error": "invalid_token"}), as EstateGuru may for an
+// access token it revoked, and a portfolio after a refresh.
+type refreshingEstateGuru struct {
+	refreshes, fetches atomic.Int32
+}
+
+func (f *refreshingEstateGuru) Refresh(context.Context, provider.Secret) (provider.Token, error) {
+	f.refreshes.Add(1)
+	return provider.Token{Access: "access-2", Refresh: "refresh-2", AccessExpiresAt: time.Now().Add(time.Hour)}, nil
+}
+
+func (f *refreshingEstateGuru) FetchInvestments(context.Context, provider.Secret) (*estateguru.Answer, error) {
+	if f.fetches.Add(1) == 1 {
+		return estateguru.NewAnswer([]byte(`{"error":"invalid_token","error_description":"Access token expired"}`), ""), nil
+	}
+	return estateguru.NewAnswer([]byte(`{"currency":"EUR","cash":"12.34","investments":[{"investment_amount":"5.00"}]}`), ""), nil
+}
+
+// An error answer is found only as the answer is decoded, which happens
+// while it is stored; it still gets the one refresh and retry a refused
+// token gets, and the retried portfolio is stored.
+func TestAnErrorAnswerMetWhileStoringIsRetriedAfterARefresh(t *testing.T) {
+	st := newScheduleStore(t)
+	eg := &refreshingEstateGuru{}
+	s := newTestSyncer(st, eg, &logBuffer{})
+	sum, err := s.Run(context.Background(), TriggerOnce, nil)
+	if err != nil || sum.OK != 1 {
+		t.Fatalf("run: %+v, %v; want the connection ok", sum, err)
+	}
+	if got, want := [2]int32{eg.refreshes.Load(), eg.fetches.Load()}, [2]int32{1, 2}; got != want {
+		t.Fatalf("refreshes, fetches = %v, want %v", got, want)
+	}
+	db, err := store.OpenReports(context.Background(), st.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var cash, invested int64
+	if err := db.QueryRow("SELECT cash_cents, investment_amount_cents FROM estateguru_portfolios").Scan(&cash, &invested); err != nil {
+		t.Fatal(err)
+	}
+	if cash != 1234 || invested != 500 {
+		t.Fatalf("stored cash %d, invested %d; want 1234, 500", cash, invested)
+	}
+}
