@@ -189,6 +189,15 @@ func (s *Store) DeleteToken(ctx context.Context, connID int64) error {
 	return tx.Commit()
 }
 
+// ErrTokenKey marks the errors of a missing or wrong token key: a
+// configuration to fix, not a fault of the files. It adds nothing to their
+// text.
+var ErrTokenKey = tokenKeyError{}
+
+type tokenKeyError struct{}
+
+func (tokenKeyError) Error() string { return "" }
+
 // tokenCipher seals token columns with AES-256-GCM. A nil *tokenCipher
 // stores plain text (the vault file is still 0600).
 type tokenCipher struct{ aead cipher.AEAD }
@@ -240,7 +249,7 @@ func (c *tokenCipher) open(connID int64, column, stored string) (string, error) 
 		return stored, nil
 	}
 	if c == nil {
-		return "", errors.New("store: tokens.db holds encrypted tokens but no key is configured: set SYNCER_TOKEN_KEY_FILE (or the systemd credential token-key) to the key they were sealed with")
+		return "", fmt.Errorf("store: tokens.db holds encrypted tokens but no key is configured: set SYNCER_TOKEN_KEY_FILE (or the systemd credential token-key) to the key they were sealed with%w", ErrTokenKey)
 	}
 	raw, err := base64.RawStdEncoding.DecodeString(strings.TrimPrefix(stored, sealedPrefix))
 	if err != nil || len(raw) < c.aead.NonceSize() {
@@ -264,7 +273,7 @@ func (s *Store) setTokenKey(ctx context.Context, key []byte) error {
 	}
 	if key == nil {
 		if check.Valid {
-			return fmt.Errorf("store: %s is encrypted but no key is configured: set SYNCER_TOKEN_KEY_FILE (or the systemd credential token-key) to its key", path)
+			return fmt.Errorf("store: %s is encrypted but no key is configured: set SYNCER_TOKEN_KEY_FILE (or the systemd credential token-key) to its key%w", path, ErrTokenKey)
 		}
 		return nil
 	}
@@ -274,7 +283,7 @@ func (s *Store) setTokenKey(ctx context.Context, key []byte) error {
 	}
 	if check.Valid {
 		if _, err := c.open(0, "key_check", check.String); err != nil {
-			return fmt.Errorf("store: the configured token key is not the key %s was encrypted with: use the original key file; a new key cannot read the stored tokens", path)
+			return fmt.Errorf("store: the configured token key is not the key %s was encrypted with: use the original key file; a new key cannot read the stored tokens%w", path, ErrTokenKey)
 		}
 		s.cipher = c
 		return nil
@@ -292,7 +301,7 @@ func (s *Store) setTokenKey(ctx context.Context, key []byte) error {
 	switch {
 	case err == nil:
 		if _, err := c.open(0, "key_check", check.String); err != nil {
-			return fmt.Errorf("store: the configured token key is not the key %s was encrypted with: use the original key file; a new key cannot read the stored tokens", path)
+			return fmt.Errorf("store: the configured token key is not the key %s was encrypted with: use the original key file; a new key cannot read the stored tokens%w", path, ErrTokenKey)
 		}
 		s.cipher = c
 		return nil

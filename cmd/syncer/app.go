@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -57,6 +58,9 @@ func (c *Config) secrets() []string {
 
 func (a *app) openStore(ctx context.Context) error {
 	st, err := store.Open(ctx, a.cfg.DataDir, store.Options{TokenKey: a.cfg.TokenKey})
+	if errors.Is(err, store.ErrTokenKey) {
+		return fmt.Errorf("%w: %w", errConfig, err) // exit 2, like any other configuration error
+	}
 	if err != nil {
 		return err
 	}

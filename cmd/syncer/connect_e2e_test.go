@@ -960,18 +960,19 @@ func TestTokenKeyEncryptsTokens(t *testing.T) {
 	tokenRequests := w.sb.Stats().EverRealTokenRequests + w.sb.Stats().EstateGuruTokenRequests
 	runs := w.queryInt("SELECT count(*) FROM sync_runs")
 
-	// Another key: a clear error, no provider asked, nothing changed.
+	// Another key: a clear error, exit 2 (configuration), no provider
+	// asked, nothing changed.
 	w.env = []string{"SYNCER_TOKEN_KEY_FILE=" + writeKey(t)}
 	for _, args := range [][]string{{"-once"}, {"status"}} {
 		res := w.runC("", args...)
-		if res.code == 0 || !strings.Contains(res.stderr, "not the key") {
-			t.Fatalf("%v with another key: want a clear error, got:\n%s", args, res)
+		if res.code != 2 || !strings.Contains(res.stderr, "not the key") {
+			t.Fatalf("%v with another key: want a clear error and exit 2, got:\n%s", args, res)
 		}
 	}
 	// Without a key.
 	w.env = nil
 	res := w.runC("", "-once")
-	if res.code == 0 || !strings.Contains(res.stderr, "encrypted but no key is configured") || !strings.Contains(res.stderr, "SYNCER_TOKEN_KEY_FILE") {
+	if res.code != 2 || !strings.Contains(res.stderr, "encrypted but no key is configured") || !strings.Contains(res.stderr, "SYNCER_TOKEN_KEY_FILE") {
 		t.Fatalf("-once without the key: want a clear error, got:\n%s", res)
 	}
 	// A key file that is not a key.
