@@ -93,6 +93,38 @@ type Syncer struct {
 	// an interrupted run calls it too): housekeeping such as retention and
 	// WAL checkpoints. It cannot fail the run; it logs its own errors.
 	AfterRun func(ctx context.Context, sum Summary)
+
+	// unsaved holds refreshed tokens whose save failed (the disk filled
+	// between the write check and the save, say), by connection. The
+	// provider may have rotated the refresh token, making the stored one
+	// dead, so this is the only good one: this process's next run saves it
+	// before anything else.
+	unsaved   map[int64]unsavedToken
+	unsavedMu stdsync.Mutex
+}
+
+type unsavedToken struct {
+	tok provider.Token
+	// generation is the stored token's generation it replaces; if the
+	// stored one changed since (a re-connect), it is newer and wins.
+	generation int64
+}
+
+func (s *Syncer) keepUnsaved(connID int64, u unsavedToken) {
+	s.unsavedMu.Lock()
+	defer s.unsavedMu.Unlock()
+	if s.unsaved == nil {
+		s.unsaved = make(map[int64]unsavedToken)
+	}
+	s.unsaved[connID] = u
+}
+
+func (s *Syncer) takeUnsaved(connID int64) (unsavedToken, bool) {
+	s.unsavedMu.Lock()
+	defer s.unsavedMu.Unlock()
+	u, ok := s.unsaved[connID]
+	delete(s.unsaved, connID)
+	return u, ok
 }
 
 // Summary is a run's outcome.
@@ -270,6 +302,17 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 	if err != nil {
 		return err
 	}
+	generation := stored.Generation
+	if u, ok := s.takeUnsaved(c.ID); ok && u.generation == generation {
+		secrets = append(secrets, u.tok.Secrets()...)
+		if err := s.Store.SaveToken(context.WithoutCancel(ctx), c.ID, u.tok); err != nil {
+			s.keepUnsaved(c.ID, u)
+			return fmt.Errorf("the token refreshed in an earlier run still cannot be saved (it stays in memory): %w", err)
+		}
+		log.Info("saved the token refreshed in an earlier run")
+		stored.Token = u.tok
+		generation++
+	}
 	tok := stored.Token
 	secrets = append(secrets, tok.Secrets()...)
 
@@ -296,8 +339,10 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		// Durable before use: if the provider rotated the refresh token,
 		// the old one is dead, and a crash now must not lose the new one.
 		if err := s.Store.SaveToken(context.WithoutCancel(ctx), c.ID, fresh); err != nil {
-			return fmt.Errorf("saving the refreshed token: %w", err)
+			s.keepUnsaved(c.ID, unsavedToken{tok: fresh, generation: generation})
+			return fmt.Errorf("saving the refreshed token: %w (it is kept in memory and saved by this process's next run; if syncer stops before that, the connection may need `syncer connect` again)", err)
 		}
+		generation++
 		tok = fresh
 		log.Debug("token refreshed", "access_expires_at", fresh.AccessExpiresAt, "refresh_expires_at", fresh.RefreshExpiresAt)
 		return nil

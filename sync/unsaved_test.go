@@ -1,0 +1,99 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	stdsync "sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"syncer/store"
+	"syncer/sync/estateguru"
+	"syncer/sync/provider"
+)
+
+// rotatingEstateGuru rotates the refresh token on every refresh, as
+// EstateGuru does: only the newest one works.
+type rotatingEstateGuru struct {
+	mu      stdsync.Mutex
+	valid   string
+	n       int
+	refused atomic.Int32
+}
+
+func (f *rotatingEstateGuru) Refresh(_ context.Context, refresh provider.Secret) (provider.Token, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if refresh.Reveal() != f.valid {
+		f.refused.Add(1)
+		return provider.Token{}, &provider.Error{Provider: "estateguru", Op: "refresh", Kind: provider.KindReauth, Code: "invalid_grant"}
+	}
+	f.n++
+	f.valid = fmt.Sprintf("refresh-%d", f.n)
+	// The access token expires at once, so every run refreshes.
+	return provider.Token{Access: provider.Secret(fmt.Sprintf("access-%d", f.n)), Refresh: provider.Secret(f.valid), AccessExpiresAt: time.Now()}, nil
+}
+
+func (f *rotatingEstateGuru) FetchInvestments(context.Context, provider.Secret) (*estateguru.Answer, error) {
+	return sampleAnswer(), nil
+}
+
+// failingTokenStore fails the first SaveToken, as a disk that filled after
+// the write check would.
+type failingTokenStore struct {
+	*store.Store
+	failed atomic.Bool
+}
+
+func (f *failingTokenStore) SaveToken(ctx context.Context, connID int64, tok provider.Token) error {
+	if !f.failed.Swap(true) {
+		return errors.New("disk is full")
+	}
+	return f.Store.SaveToken(ctx, connID, tok)
+}
+
+// A rotated token whose save failed is not lost while the process lives:
+// the next run saves it first and refreshes with it, never with the dead
+// stored one.
+func TestARotatedTokenThatCouldNotBeSavedIsSavedByTheNextRun(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Connect(ctx, "eg", estateguru.Name, "https://estateguru.invalid", provider.Token{Refresh: "refresh-0"}); err != nil {
+		t.Fatal(err)
+	}
+	eg := &rotatingEstateGuru{valid: "refresh-0"}
+	logs := &logBuffer{}
+	s := newTestSyncer(&failingTokenStore{Store: st}, eg, logs)
+
+	sum, err := s.Run(ctx, TriggerOnce, nil)
+	if err != nil || sum.Failed != 1 {
+		t.Fatalf("first run: %+v, %v; want the connection failed (its token could not be saved)", sum, err)
+	}
+	if !strings.Contains(logs.String(), "kept in memory") {
+		t.Fatalf("the failure does not say the token is kept:\n%s", logs)
+	}
+	sum, err = s.Run(ctx, TriggerOnce, nil)
+	if err != nil || sum.OK != 1 {
+		t.Fatalf("second run: %+v, %v; want ok\n%s", sum, err, logs)
+	}
+	if n := eg.refused.Load(); n != 0 {
+		t.Fatalf("%d refreshes with a dead token", n)
+	}
+	stored, err := st.Token(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := stored.Token.Refresh.Reveal(), "refresh-2"; got != want {
+		t.Fatalf("stored refresh token %q, want %q (the newest)", got, want)
+	}
+	if strings.Contains(logs.String(), "refresh-1") || strings.Contains(logs.String(), "access-1") {
+		t.Fatalf("a token in the logs:\n%s", logs)
+	}
+}
