@@ -105,9 +105,11 @@ type Syncer struct {
 
 type unsavedToken struct {
 	tok provider.Token
-	// generation is the stored token's generation it replaces; if the
-	// stored one changed since (a re-connect), it is newer and wins.
-	generation int64
+	// replaces is the refresh token it was refreshed from. Only while that
+	// one is still the stored one is it saved: anything else stored since
+	// (a re-connect, or this very token, if only a later step of the save
+	// failed) is at least as new and wins.
+	replaces provider.Secret
 }
 
 func (s *Syncer) keepUnsaved(connID int64, u unsavedToken) {
@@ -302,8 +304,7 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 	if err != nil {
 		return err
 	}
-	generation := stored.Generation
-	if u, ok := s.takeUnsaved(c.ID); ok && u.generation == generation {
+	if u, ok := s.takeUnsaved(c.ID); ok && u.replaces == stored.Token.Refresh {
 		secrets = append(secrets, u.tok.Secrets()...)
 		if err := s.Store.SaveToken(context.WithoutCancel(ctx), c.ID, u.tok); err != nil {
 			s.keepUnsaved(c.ID, u)
@@ -311,7 +312,6 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		}
 		log.Info("saved the token refreshed in an earlier run")
 		stored.Token = u.tok
-		generation++
 	}
 	tok := stored.Token
 	secrets = append(secrets, tok.Secrets()...)
@@ -339,10 +339,9 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		// Durable before use: if the provider rotated the refresh token,
 		// the old one is dead, and a crash now must not lose the new one.
 		if err := s.Store.SaveToken(context.WithoutCancel(ctx), c.ID, fresh); err != nil {
-			s.keepUnsaved(c.ID, unsavedToken{tok: fresh, generation: generation})
+			s.keepUnsaved(c.ID, unsavedToken{tok: fresh, replaces: tok.Refresh})
 			return fmt.Errorf("saving the refreshed token: %w (it is kept in memory and saved by this process's next run; if syncer stops before that, the connection may need `syncer connect` again)", err)
 		}
-		generation++
 		tok = fresh
 		log.Debug("token refreshed", "access_expires_at", fresh.AccessExpiresAt, "refresh_expires_at", fresh.RefreshExpiresAt)
 		return nil
@@ -373,6 +372,9 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		// The access token died early (revoked, or the clock is off): one
 		// refresh, one retry.
 		log.Info("access token refused; refreshing and retrying once")
+		if err := turn.toNetwork(ctx); err != nil {
+			return err
+		}
 		if err := refresh(); err != nil {
 			return err
 		}
@@ -412,7 +414,7 @@ type turn struct {
 // slot back.
 func (t *turn) toSave(ctx context.Context) error {
 	if t.save {
-		return nil // a retry: the slot is still held
+		return nil
 	}
 	select {
 	case t.slots.save <- struct{}{}:
@@ -422,6 +424,28 @@ func (t *turn) toSave(ctx context.Context) error {
 	t.save = true
 	<-t.slots.network
 	t.network = false
+	return nil
+}
+
+// toNetwork is the way back, for a connection that must talk to its
+// provider again (a retry after an error answer found while storing). It
+// gives its save slot back first and holds nothing while it waits for a
+// network slot: holding the save slot meanwhile could deadlock with
+// connections that hold network slots and wait for a save slot.
+func (t *turn) toNetwork(ctx context.Context) error {
+	if t.network {
+		return nil
+	}
+	if t.save {
+		<-t.slots.save
+		t.save = false
+	}
+	select {
+	case t.slots.network <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	t.network = true
 	return nil
 }
 

@@ -97,3 +97,39 @@ func TestARotatedTokenThatCouldNotBeSavedIsSavedByTheNextRun(t *testing.T) {
 		t.Fatalf("a token in the logs:\n%s", logs)
 	}
 }
+
+// A token kept in memory never overwrites one a person stored since: after
+// a disconnect and connect, the new login's token is the one used and kept.
+func TestAKeptTokenNeverOverwritesAReconnect(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, err := st.Connect(ctx, "eg", estateguru.Name, "https://estateguru.invalid", provider.Token{Refresh: "refresh-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eg := &rotatingEstateGuru{valid: "refresh-0"}
+	s := newTestSyncer(&failingTokenStore{Store: st}, eg, &logBuffer{})
+	if sum, err := s.Run(ctx, TriggerOnce, nil); err != nil || sum.Failed != 1 {
+		t.Fatalf("first run: %+v, %v; want the connection failed", sum, err)
+	}
+	// The person re-connects: a new login, a new refresh token.
+	if err := st.Disconnect(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	eg.mu.Lock()
+	eg.valid = "relogin"
+	eg.mu.Unlock()
+	if _, err := st.Connect(ctx, "eg", estateguru.Name, "https://estateguru.invalid", provider.Token{Refresh: "relogin"}); err != nil {
+		t.Fatal(err)
+	}
+	if sum, err := s.Run(ctx, TriggerOnce, nil); err != nil || sum.OK != 1 {
+		t.Fatalf("run after the re-connect: %+v, %v; want ok", sum, err)
+	}
+	if n := eg.refused.Load(); n != 0 {
+		t.Fatalf("%d refreshes with a stale token: the kept one overwrote the re-connect", n)
+	}
+}

@@ -314,6 +314,7 @@ func measure(ctx context.Context, sb *sandbox.Sandbox, name string, args, env []
 	cmd.Stdout = &output
 	cmd.Stderr = &output
 	cmd.ExtraFiles = []*os.File{reportW} // fd 3 in the helper
+	cmd.WaitDelay = 5 * time.Second      // once killed, do not wait on its pipes for long
 	before := totalRequests(sb.Stats())
 	selfBefore := selfCPU()
 	err = cmd.Start()
@@ -357,8 +358,12 @@ func measureChild(args []string) int {
 		fmt.Fprintln(os.Stderr, "bench: "+measureChildFlag+" is for bench itself")
 		return 2
 	}
+	syscall.CloseOnExec(3) // the report pipe is the helper's, not the child's
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	// If bench kills the helper (interrupted, or its context ended), the
+	// child goes with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var r childReport
 	start := time.Now()
 	err := cmd.Run()
