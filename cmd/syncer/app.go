@@ -132,6 +132,18 @@ func (a *app) policy(baseURL string) *provider.HTTP {
 	return p
 }
 
+// needCredentials fails, as a configuration error, when the provider's
+// client credentials are not set: nothing can be asked of it without them.
+func (a *app) needCredentials(providerName string) error {
+	switch {
+	case providerName == everreal.Name && a.cfg.EverRealClientID == "":
+		return fmt.Errorf("%w: SYNCER_EVERREAL_CLIENT_ID and SYNCER_EVERREAL_CLIENT_SECRET are not set (EverReal issues them to you)", errConfig)
+	case providerName == estateguru.Name && a.cfg.EstateGuruClientID == "":
+		return fmt.Errorf("%w: SYNCER_ESTATEGURU_CLIENT_ID and SYNCER_ESTATEGURU_CLIENT_SECRET are not set (EstateGuru issues them to you)", errConfig)
+	}
+	return nil
+}
+
 func (a *app) everReal(baseURL string) *everreal.Client {
 	return &everreal.Client{
 		BaseURL:      baseURL,

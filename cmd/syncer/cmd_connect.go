@@ -97,8 +97,8 @@ func connectEverReal(e env, args []string) error {
 		return err
 	}
 	defer a.close()
-	if a.cfg.EverRealClientID == "" {
-		return fmt.Errorf("%w: SYNCER_EVERREAL_CLIENT_ID and SYNCER_EVERREAL_CLIENT_SECRET are not set (EverReal issues them to you)", errConfig)
+	if err := a.needCredentials(everreal.Name); err != nil {
+		return err
 	}
 	// Open the store before logging in: a login whose tokens cannot be
 	// saved would only evict one of the account's 50 stored tokens.
@@ -347,8 +347,8 @@ func connectEstateGuru(e env, args []string) error {
 	if base, err = normalizeBaseURL(base); err != nil {
 		return usagef("-url: %v", err)
 	}
-	if a.cfg.EstateGuruClientID == "" {
-		return fmt.Errorf("%w: SYNCER_ESTATEGURU_CLIENT_ID and SYNCER_ESTATEGURU_CLIENT_SECRET are not set (EstateGuru issues them to you)", errConfig)
+	if err := a.needCredentials(estateguru.Name); err != nil {
+		return err
 	}
 	if err := a.openStore(e.ctx); err != nil {
 		return err
@@ -462,17 +462,14 @@ func cmdImport(e env, args []string) error {
 	if err := a.openStore(e.ctx); err != nil {
 		return err
 	}
+	if err := a.needCredentials(*providerName); err != nil {
+		return err
+	}
 	var tok provider.Token
 	switch *providerName {
 	case everreal.Name:
-		if a.cfg.EverRealClientID == "" {
-			return fmt.Errorf("%w: SYNCER_EVERREAL_CLIENT_ID and SYNCER_EVERREAL_CLIENT_SECRET are not set", errConfig)
-		}
 		tok, err = a.everReal(base).Refresh(e.ctx, refresh)
 	case estateguru.Name:
-		if a.cfg.EstateGuruClientID == "" {
-			return fmt.Errorf("%w: SYNCER_ESTATEGURU_CLIENT_ID and SYNCER_ESTATEGURU_CLIENT_SECRET are not set", errConfig)
-		}
 		tok, err = a.estateGuru(base).Refresh(e.ctx, refresh)
 	}
 	if err != nil {

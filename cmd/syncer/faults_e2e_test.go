@@ -428,22 +428,9 @@ func TestReadOnlyDataDirectory(t *testing.T) {
 // memory in bytes.
 func (w *world) runMeasured(args ...string) (result, int64) {
 	w.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = w.environ()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	res := result{stdout: stdout.String(), stderr: stderr.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		res.code = ee.ExitCode()
-	} else if err != nil {
-		w.t.Fatalf("running syncer %v: %v", args, err)
-	}
-	w.noSecrets(res.stdout + res.stderr)
+	res, ps := w.runProcess("", args...)
 	var maxRSS int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
 		maxRSS = ru.Maxrss << 10 // KiB on Linux
 	}
 	return res, maxRSS

@@ -102,6 +102,14 @@ func (r result) String() string {
 // run runs the binary to completion with stdin, within a minute.
 func (w *world) run(stdin string, args ...string) result {
 	w.t.Helper()
+	res, _ := w.runProcess(stdin, args...)
+	return res
+}
+
+// runProcess is run that also returns the finished process's state (its
+// resource usage, for one).
+func (w *world) runProcess(stdin string, args ...string) (result, *os.ProcessState) {
+	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
@@ -117,7 +125,7 @@ func (w *world) run(stdin string, args ...string) result {
 		w.t.Fatalf("running syncer %v: %v", args, err)
 	}
 	w.noSecrets(res.stdout + res.stderr)
-	return res
+	return res, cmd.ProcessState
 }
 
 // mustRun runs and fails the test unless the exit code is want.

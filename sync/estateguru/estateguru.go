@@ -13,8 +13,6 @@ package estateguru
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +22,8 @@ import (
 	"time"
 
 	"syncer/sync/provider"
+
+	"github.com/google/uuid"
 )
 
 // Name is the provider's name in errors, logs and the database.
@@ -353,31 +353,12 @@ func (c *Client) requestID(op string) (string, error) {
 	if c.NewRequestID != nil {
 		id = c.NewRequestID()
 	} else {
-		id = newUUID()
+		id = uuid.NewString()
 	}
 	if strings.TrimSpace(id) == "" {
 		return "", &provider.Error{Provider: Name, Op: op, Kind: provider.KindRequest, Err: errors.New("empty request id")}
 	}
 	return id, nil
-}
-
-// newUUID returns a random (version 4) UUID.
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // never fails (crypto/rand crashes the program instead)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:])
 }
 
 // requestIDMatches reports whether an answer's request id is ours. EstateGuru

@@ -852,13 +852,18 @@ func TestLoanID(t *testing.T) {
 	}
 }
 
-func TestNewUUID(t *testing.T) {
-	a, b := newUUID(), newUUID()
+func TestRequestIDIsAFreshUUID(t *testing.T) {
+	c := &Client{}
+	a, errA := c.requestID(opInvestments)
+	b, errB := c.requestID(opInvestments)
+	if errA != nil || errB != nil {
+		t.Fatal(errA, errB)
+	}
 	if !uuidV4.MatchString(a) {
-		t.Fatalf("newUUID() = %q, want a UUID v4", a)
+		t.Fatalf("requestID() = %q, want a UUID v4", a)
 	}
 	if a == b {
-		t.Fatalf("newUUID() returned %q twice", a)
+		t.Fatalf("requestID() returned %q twice", a)
 	}
 }
 

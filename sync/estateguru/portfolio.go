@@ -212,26 +212,8 @@ func decodeInvestment(dec *json.Decoder, i int) (Investment, error) {
 		if err != nil {
 			return inv, err
 		}
-		v := rawValue{key: key, raw: raw}
-		switch normKey(key) {
-		case "name":
-			f.name = v
-		case "quantity":
-			f.quantity = v
-		case "resourcepath":
-			f.resourcePath = v
-		case "investmentamount":
-			f.amount = v
-		case "marketvalue":
-			f.market = v
-		case "principalleft":
-			f.principal = v
-		case "profit":
-			f.profit = v
-		case "realizedincome":
-			f.realized = v
-		case "change":
-			f.change = v
+		if dst := f.member(normKey(key)); dst != nil {
+			*dst = rawValue{key: key, raw: raw}
 		}
 	}
 	if err := expectDelim(dec, '}', fmt.Sprintf("investment %d is not a JSON object", i)); err != nil {
@@ -245,6 +227,32 @@ func decodeInvestment(dec *json.Decoder, i int) (Investment, error) {
 type investmentFields struct {
 	name, quantity, resourcePath                        rawValue
 	amount, market, principal, profit, realized, change rawValue
+}
+
+// member is where the value of the member with this normalized key (see
+// normKey) goes; nil for a member that does not matter. Both decoders use it.
+func (f *investmentFields) member(norm string) *rawValue {
+	switch norm {
+	case "name":
+		return &f.name
+	case "quantity":
+		return &f.quantity
+	case "resourcepath":
+		return &f.resourcePath
+	case "investmentamount":
+		return &f.amount
+	case "marketvalue":
+		return &f.market
+	case "principalleft":
+		return &f.principal
+	case "profit":
+		return &f.profit
+	case "realizedincome":
+		return &f.realized
+	case "change":
+		return &f.change
+	}
+	return nil
 }
 
 // investmentFrom makes the i-th (1-based) investment of its members, parsing

@@ -139,27 +139,7 @@ func (s *fastScanner) investments() ([]Investment, bool) {
 		}
 		if !s.members(func(key []byte) bool {
 			var norm [24]byte
-			var dst *rawValue
-			switch string(normKeyBytes(norm[:0], key)) {
-			case "name":
-				dst = &f.name
-			case "quantity":
-				dst = &f.quantity
-			case "resourcepath":
-				dst = &f.resourcePath
-			case "investmentamount":
-				dst = &f.amount
-			case "marketvalue":
-				dst = &f.market
-			case "principalleft":
-				dst = &f.principal
-			case "profit":
-				dst = &f.profit
-			case "realizedincome":
-				dst = &f.realized
-			case "change":
-				dst = &f.change
-			}
+			dst := f.member(string(normKeyBytes(norm[:0], key)))
 			raw, ok := s.value()
 			if ok && dst != nil {
 				// The key is only for error messages, and an error sends

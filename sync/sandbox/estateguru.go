@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/google/uuid"
 )
 
 // Investor is an EstateGuru account.
@@ -253,7 +255,7 @@ func (s *Sandbox) egInvestments(w http.ResponseWriter, r *http.Request) {
 	}
 	prefix := make([]byte, 0, 256)
 	prefix = append(prefix, `{"requestId":`...)
-	prefix = appendJSONString(prefix, newUUID()[:EstateGuruRequestIDPrefixLen]+reqID)
+	prefix = appendJSONString(prefix, uuid.NewString()[:EstateGuruRequestIDPrefixLen]+reqID)
 	prefix = append(prefix, `,"currency":`...)
 	prefix = appendJSONString(prefix, inv.currency)
 	prefix = append(prefix, `,"cash":`...)

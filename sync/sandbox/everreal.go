@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // EverRealUser is an EverReal account. Empty fields get sandbox defaults
@@ -84,7 +86,7 @@ func (s *Sandbox) AddEverRealUser(u EverRealUser) {
 	u.Companies = slices.Clone(u.Companies)
 	u.Scopes = slices.Clone(u.Scopes)
 	if u.ID == "" {
-		u.ID = newUUID()
+		u.ID = uuid.NewString()
 	}
 	if u.Language == "" {
 		u.Language = "en-US"
@@ -101,13 +103,13 @@ func (s *Sandbox) AddEverRealUser(u EverRealUser) {
 		u.CompanyID, u.CompanyName = u.Companies[0].ID, u.Companies[0].Name
 	}
 	if u.CompanyID == "" {
-		u.CompanyID = newUUID()
+		u.CompanyID = uuid.NewString()
 	}
 	if u.CompanyName == "" {
 		u.CompanyName = "sandbox-company"
 	}
 	if u.PartnerID == "" {
-		u.PartnerID = newUUID()
+		u.PartnerID = uuid.NewString()
 	}
 	if u.PartnerName == "" {
 		u.PartnerName = "sandbox"
@@ -180,7 +182,7 @@ func (s *Sandbox) everRealSubject(email string) string {
 	if eu, ok := s.erUsers[email]; ok {
 		return eu.u.ID
 	}
-	return newUUID()
+	return uuid.NewString()
 }
 
 // storeEverRealRefresh records a refresh token and evicts the user's oldest
@@ -226,7 +228,7 @@ func everRealJWT(sub string, iat, exp time.Time) string {
 		Sub string `json:"sub"`
 		Exp int64  `json:"exp"`
 		Iat int64  `json:"iat"`
-	}{newUUID(), sub, exp.Unix(), iat.Unix()})
+	}{uuid.NewString(), sub, exp.Unix(), iat.Unix()})
 	var sig [256]byte
 	crand.Read(sig[:])
 	return jwtHeader + "." + base64.RawURLEncoding.EncodeToString(payload) + "." + base64.RawURLEncoding.EncodeToString(sig[:])

@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+
+	"github.com/google/uuid"
 )
 
 var (
@@ -91,11 +93,8 @@ func GenerateInvestor(name string, n int, seed int64) Investor {
 func GenerateEverRealUser(email string, seed int64) EverRealUser {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x2545f4914f6cdd1d))
 	id := func() string {
-		var b [16]byte
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
-		return formatUUID(b)
+		u, _ := uuid.NewRandomFromReader(rngReader{rng}) // never fails: rngReader never does
+		return u.String()
 	}
 	u := EverRealUser{
 		Email:            email,
@@ -135,3 +134,13 @@ func formatCents(c int64) string {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// rngReader reads a deterministic generator's bytes, one per number.
+type rngReader struct{ rng *rand.Rand }
+
+func (r rngReader) Read(b []byte) (int, error) {
+	for i := range b {
+		b[i] = byte(r.rng.Uint32())
+	}
+	return len(b), nil
+}
