@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 // Connection states.

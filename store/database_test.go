@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 // Writers of one process queue on the write gate, not in SQLite's busy

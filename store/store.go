@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"syncer"
+	syncer "github.com/syncerhq/syncer"
 
 	"modernc.org/sqlite" // pure Go, no cgo
 )

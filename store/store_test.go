@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"syncer"
-	"syncer/sync/provider"
+	syncer "github.com/syncerhq/syncer"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 var day0 = time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)

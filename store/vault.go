@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 // vaultSchema is tokens.db. It lives here, not in schema.sql, because no

@@ -12,12 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"syncer/store"
-	"syncer/sync"
-	"syncer/sync/estateguru"
-	"syncer/sync/everreal"
-	"syncer/sync/provider"
-	"syncer/sync/sandbox"
+	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync"
+	"github.com/syncerhq/syncer/sync/estateguru"
+	"github.com/syncerhq/syncer/sync/everreal"
+	"github.com/syncerhq/syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync/sandbox"
 )
 
 // benchHTTP is the policy cmd/syncer wires: one keep-alive pool, at most

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"syncer/store"
-	"syncer/sync/estateguru"
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync/estateguru"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 func TestParseSchedule(t *testing.T) {

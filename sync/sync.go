@@ -15,10 +15,10 @@ import (
 	stdsync "sync"
 	"time"
 
-	"syncer/store"
-	"syncer/sync/estateguru"
-	"syncer/sync/everreal"
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync/estateguru"
+	"github.com/syncerhq/syncer/sync/everreal"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 // EverReal is what a sync needs of an EverReal client bound to one base URL.

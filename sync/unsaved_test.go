@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"syncer/store"
-	"syncer/sync/estateguru"
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync/estateguru"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 // rotatingEstateGuru rotates the refresh token on every refresh, as

@@ -31,9 +31,9 @@ import (
 	"syscall"
 	"time"
 
-	"syncer/bench/internal/fixture"
-	"syncer/store"
-	"syncer/sync/sandbox"
+	"github.com/syncerhq/syncer/bench/internal/fixture"
+	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync/sandbox"
 )
 
 func main() {

@@ -25,8 +25,8 @@ import (
 	"syscall"
 	"time"
 
-	"syncer/bench/internal/fixture"
-	"syncer/sync/sandbox"
+	"github.com/syncerhq/syncer/bench/internal/fixture"
+	"github.com/syncerhq/syncer/sync/sandbox"
 )
 
 func main() {

@@ -13,11 +13,11 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"syncer/store"
-	"syncer/sync"
-	"syncer/sync/estateguru"
-	"syncer/sync/everreal"
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync"
+	"github.com/syncerhq/syncer/sync/estateguru"
+	"github.com/syncerhq/syncer/sync/everreal"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 // app is the wiring every command shares: configuration, logger, store and

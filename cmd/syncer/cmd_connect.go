@@ -18,10 +18,10 @@ import (
 
 	"golang.org/x/term"
 
-	"syncer/store"
-	"syncer/sync/estateguru"
-	"syncer/sync/everreal"
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync/estateguru"
+	"github.com/syncerhq/syncer/sync/everreal"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 func cmdConnect(e env, args []string) error {

@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"syncer/store"
-	"syncer/sync"
-	"syncer/sync/provider"
-	"syncer/sync/sandbox"
+	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync"
+	"github.com/syncerhq/syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync/sandbox"
 )
 
 // cmdDemo runs the whole job against the built-in sandbox: two accounts of

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"syncer/store"
+	"github.com/syncerhq/syncer/store"
 )
 
 func cmdQuery(e env, args []string) error {

@@ -8,9 +8,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"syncer/store"
-	"syncer/sync/estateguru"
-	"syncer/sync/everreal"
+	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync/estateguru"
+	"github.com/syncerhq/syncer/sync/everreal"
 )
 
 // connectionStatus is one line of `syncer status`, and its -json form

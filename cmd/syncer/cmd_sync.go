@@ -9,7 +9,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
-	"syncer/sync"
+	"github.com/syncerhq/syncer/sync"
 )
 
 // cmdSync is syncer with no subcommand: the daemon, or one run with -once.

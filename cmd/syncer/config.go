@@ -15,9 +15,9 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
-	"syncer/sync"
-	"syncer/sync/estateguru"
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync"
+	"github.com/syncerhq/syncer/sync/estateguru"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 // Config is every setting syncer takes, all from the environment

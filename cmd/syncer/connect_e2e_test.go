@@ -26,7 +26,7 @@ import (
 	"testing"
 	"time"
 
-	"syncer/sync/sandbox"
+	"github.com/syncerhq/syncer/sync/sandbox"
 )
 
 // canaryPassword is every sandbox user's password in these tests. It must

@@ -17,7 +17,7 @@ import (
 	"time"
 	"unsafe"
 
-	"syncer/sync/sandbox"
+	"github.com/syncerhq/syncer/sync/sandbox"
 )
 
 // openPTY returns a pseudo-terminal's master and slave ends.

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"syncer/sync/sandbox"
+	"github.com/syncerhq/syncer/sync/sandbox"
 )
 
 func addSampleInvestor(sb *sandbox.Sandbox, name string) {

@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"syncer/store"
-	"syncer/sync/sandbox"
+	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync/sandbox"
 )
 
 // TestDaemonAndOnceNeverPresentARefreshTokenTwice runs `-once` twice at a

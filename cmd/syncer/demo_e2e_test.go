@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"syncer/store"
-	"syncer/sync/sandbox"
+	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync/sandbox"
 )
 
 // The README's first command: the demo stores snapshots a newcomer can read,

@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"syncer/store"
-	"syncer/sync/sandbox"
+	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync/sandbox"
 )
 
 // faultWorld is a world with an EstateGuru connection "eg" and an EverReal

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"syncer/store"
-	"syncer/sync/sandbox"
+	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync/sandbox"
 )
 
 // binary is the path of the syncer binary built for this test run.

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"syncer/store"
-	"syncer/sync/sandbox"
+	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync/sandbox"
 )
 
 // backdate moves every snapshot in the data directory d into the past, as

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"syncer/sync/sandbox"
+	"github.com/syncerhq/syncer/sync/sandbox"
 )
 
 // A SIGTERM that arrives while a refresh is on the wire must not lose the

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"strings"
 
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 // adjust corrects provider.Classify's Kind for EstateGuru's own error table

@@ -21,7 +21,7 @@ import (
 	"strings"
 	"time"
 
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync/provider"
 
 	"github.com/google/uuid"
 )

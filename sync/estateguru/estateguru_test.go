@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 // The doc's sample answer to userInvestments, as sent for requestId

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 // Portfolio is an investor's cash and investments, as userInvestments

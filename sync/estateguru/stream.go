@@ -5,7 +5,7 @@ import (
 	"errors"
 	"iter"
 
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 // Answer is a userInvestments answer as received (a success status, the

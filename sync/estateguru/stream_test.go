@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 func answerOf(body string) *Answer {

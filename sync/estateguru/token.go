@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 // tokenAnswer is the documented grant answer (access_token, token_type,

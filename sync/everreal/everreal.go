@@ -21,7 +21,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 // Name is the provider's name in errors, logs and the database.

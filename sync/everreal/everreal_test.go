@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 // From EverReal's authentication doc: its sample tokens. The refresh token's

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 // maxUnix is 9999-12-31T23:59:59Z. A later exp is garbage, and would not fit

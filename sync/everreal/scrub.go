@@ -1,6 +1,6 @@
 package everreal
 
-import "syncer/sync/provider"
+import "github.com/syncerhq/syncer/sync/provider"
 
 // scrub removes the secrets a call just sent from its error: a provider that
 // echoes the request (the JSON body, the revoke URL) in error_description

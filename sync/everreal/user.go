@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"strings"
 
-	"syncer/sync/provider"
+	"github.com/syncerhq/syncer/sync/provider"
 )
 
 // User is the signed-in user as users/me describes them. Strings the
