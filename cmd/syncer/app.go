@@ -99,8 +99,8 @@ func newHTTPClient(cfg *Config) *http.Client {
 }
 
 // policy returns the HTTP call policy for a provider base URL: shared pool,
-// per-host rate limit.
-func (a *app) policy(baseURL string) *provider.HTTP {
+// per-host pacing and rate ceiling.
+func (a *app) policy(providerName, baseURL string) *provider.HTTP {
 	host := baseURL
 	if u, err := url.Parse(baseURL); err == nil {
 		host = u.Host
@@ -128,6 +128,7 @@ func (a *app) policy(baseURL string) *provider.HTTP {
 		burst := max(1, int(a.cfg.RateLimit))
 		p.Limiter = rate.NewLimiter(rate.Limit(a.cfg.RateLimit), burst)
 	}
+	p.Pacer = a.pacer(providerName, host) // pacing: see pacer.go
 	a.policies[host] = p
 	return p
 }
@@ -149,7 +150,7 @@ func (a *app) everReal(baseURL string) *everreal.Client {
 		BaseURL:      baseURL,
 		ClientID:     a.cfg.EverRealClientID,
 		ClientSecret: a.cfg.EverRealClientSecret,
-		HTTP:         a.policy(baseURL),
+		HTTP:         a.policy(everreal.Name, baseURL),
 	}
 }
 
@@ -158,7 +159,7 @@ func (a *app) estateGuru(baseURL string) *estateguru.Client {
 		BaseURL:      baseURL,
 		ClientID:     a.cfg.EstateGuruClientID,
 		ClientSecret: a.cfg.EstateGuruClientSecret,
-		HTTP:         a.policy(baseURL),
+		HTTP:         a.policy(estateguru.Name, baseURL),
 	}
 }
 

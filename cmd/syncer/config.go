@@ -31,7 +31,8 @@ type Config struct {
 	HTTPTimeout    time.Duration `envconfig:"HTTP_TIMEOUT" default:"30s" desc:"deadline for one HTTP call to a provider, body included"`
 	Retries        int           `envconfig:"RETRIES" default:"3" desc:"extra attempts for a provider call that failed transiently (network, 5xx, 429)"`
 	RetryBackoff   time.Duration `envconfig:"RETRY_BACKOFF" default:"500ms" desc:"first wait before retrying a failed provider call; each next wait doubles, with jitter, up to 30s (a provider's Retry-After is obeyed up to 2m)"`
-	RateLimit      float64       `envconfig:"RATE_LIMIT" default:"4" desc:"requests per second to one provider host (EverReal allows 300 a minute); 0 means no limit"`
+	RateLimit      float64       `envconfig:"RATE_LIMIT" default:"0" desc:"hard ceiling on requests per second to one provider host, above the adaptive pacing (SYNCER_PACING); 0 means no ceiling"`
+	Pacing         string        `envconfig:"PACING" default:"adaptive" desc:"adaptive: pace each EverReal host by its X-RateLimit-* headers and each EstateGuru host by its answers (start at 4/s, ramp while clean, halve on 403/429/5xx); off: no pacing (only SYNCER_RATE_LIMIT)"`
 	Retention      time.Duration `envconfig:"RETENTION" default:"0" desc:"drop snapshots older than this after a successful run (e.g. 8760h); 0 keeps everything"`
 	RefreshWarn    time.Duration `envconfig:"REFRESH_WARN" default:"336h" desc:"status warns when a refresh token dies within this (re-connect needed then)"`
 	LockTimeout    time.Duration `envconfig:"LOCK_TIMEOUT" default:"2m" desc:"how long a sync waits for another syncer process working on the same connection"`
@@ -187,7 +188,12 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("SYNCER_RETRY_BACKOFF: %s is out of range (1ms to 30s; try \"500ms\")", c.RetryBackoff))
 	}
 	if c.RateLimit < 0 {
-		errs = append(errs, fmt.Errorf("SYNCER_RATE_LIMIT: %v is negative (try \"4\", or 0 for no limit)", c.RateLimit))
+		errs = append(errs, fmt.Errorf("SYNCER_RATE_LIMIT: %v is negative (try \"20\", or 0 for no ceiling)", c.RateLimit))
+	}
+	switch strings.ToLower(c.Pacing) {
+	case "adaptive", "off":
+	default:
+		errs = append(errs, fmt.Errorf("SYNCER_PACING: %q is not a pacing (adaptive or off)", c.Pacing))
 	}
 	if c.Retention < 0 || (c.Retention > 0 && c.Retention < c.SnapshotPeriod) {
 		errs = append(errs, fmt.Errorf("SYNCER_RETENTION: %s must be 0 (keep everything) or at least SYNCER_SNAPSHOT_PERIOD (try \"8760h\")", c.Retention))

@@ -60,7 +60,12 @@ type HTTP struct {
 	MaxRetryAfter time.Duration
 
 	// Limiter, if set, spaces requests to stay under the provider's rate limit.
+	// With a Pacer it is the hard ceiling (SYNCER_RATE_LIMIT).
 	Limiter *rate.Limiter
+	// Pacer, if set, paces requests by what the host's answers say (see
+	// pacer.go): EverReal's X-RateLimit-* headers, EstateGuru's clean and
+	// refused answers.
+	Pacer Pacer
 
 	// Sleep waits between attempts; tests may replace it.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -174,10 +179,23 @@ func (h *HTTP) retryable(ctx context.Context, e *Error) bool {
 // once makes one attempt. lost, when not nil, says why no whole answer came
 // back to a request that went out whole: the provider may have acted on it.
 func (h *HTTP) once(ctx context.Context, r Request) (_ *Response, _ *Error, lost error) {
+	var answered struct {
+		status int
+		header http.Header
+	}
 	if h.Limiter != nil {
 		if err := h.Limiter.Wait(ctx); err != nil {
 			return nil, &Error{Provider: r.Provider, Op: r.Op, Kind: KindTransient, Err: fmt.Errorf("waiting for the rate limit: %w", err)}, nil
 		}
+	}
+	// Pacing (pacer.go): wait for the host's budget, and tell the pacer
+	// how the attempt went.
+	if h.Pacer != nil {
+		paced, err := h.Pacer.Wait(ctx)
+		if err != nil {
+			return nil, &Error{Provider: r.Provider, Op: r.Op, Kind: KindTransient, Err: fmt.Errorf("waiting for the rate limit: %w", err)}, nil
+		}
+		defer func() { paced(answered.status, answered.header) }()
 	}
 	if h.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -217,6 +235,7 @@ func (h *HTTP) once(ctx context.Context, r Request) (_ *Response, _ *Error, lost
 		return nil, e, cause
 	}
 	defer resp.Body.Close()
+	answered.status, answered.header = resp.StatusCode, resp.Header
 	limit := r.MaxBody
 	if limit <= 0 {
 		limit = MaxTokenBody

@@ -1,0 +1,367 @@
+package provider
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	stdsync "sync"
+	"time"
+)
+
+// Pacer spaces the requests to one provider host by what that host's
+// answers say. HTTP.Do asks it before every attempt and tells it how the
+// attempt went.
+type Pacer interface {
+	// Wait blocks until a request may go out, or ctx ends. done must be
+	// called once with the answer's status and headers (status 0 when no
+	// answer arrived).
+	Wait(ctx context.Context) (done func(status int, header http.Header), err error)
+}
+
+// RateChange is a pacer's report that its rate changed: a cut after a
+// rate-limit answer or a 5xx, or a ramp that doubled the rate since the last
+// report. Reason is "rate_limited", "server_error" or "clean_answers".
+type RateChange struct {
+	From, To float64 // requests per second
+	Reason   string
+	Status   int // the answer's status, for a cut
+}
+
+// HeaderPacer paces a host that says its budget in every answer, as EverReal
+// does: X-RateLimit-Limit (requests per window), X-RateLimit-Remaining and
+// X-RateLimit-Reset (seconds until the window starts afresh). Requests go
+// out at once while the budget lasts, counted down locally as they leave (so
+// requests in flight are counted before their answers say so), and wait for
+// the window's end once it is spent: a run goes at full speed and never
+// draws a 429 in normal operation.
+//
+// Until an answer carries the headers, one request is in flight at a time;
+// a host that answers without them is not paced at all. A 429 spends the
+// budget until the Reset it names (or Retry-After).
+type HeaderPacer struct {
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+
+	mu        stdsync.Mutex
+	cond      chan struct{} // closed and replaced when the state changes
+	known     bool          // an answer carried the headers
+	free      bool          // an answer came without them: no pacing
+	probing   bool          // the first request is out
+	limit     int
+	left      int       // requests that may still go out in this window
+	resetAt   time.Time // when the window starts afresh
+	gen       int       // the window's number, counted here
+	confirmed bool      // an answer sent in this window said when it ends
+	inflight  int
+}
+
+// maxHold bounds how long a 429 holds a host's requests back: a provider
+// asking for longer is asked again then (the call that drew it is not
+// retried past HTTP.MaxRetryAfter anyway).
+const maxHold = 2 * time.Minute
+
+// NewHeaderPacer returns a pacer for one host.
+func NewHeaderPacer() *HeaderPacer { return &HeaderPacer{} }
+
+func (p *HeaderPacer) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// changed wakes every waiter. Callers hold p.mu.
+func (p *HeaderPacer) changed() {
+	if p.cond != nil {
+		close(p.cond)
+	}
+	p.cond = make(chan struct{})
+}
+
+// Wait implements Pacer.
+func (p *HeaderPacer) Wait(ctx context.Context) (func(int, http.Header), error) {
+	p.mu.Lock()
+	for {
+		if p.cond == nil {
+			p.cond = make(chan struct{})
+		}
+		now := p.now()
+		var wait time.Duration
+		switch {
+		case p.free:
+			return p.send(), nil
+		case !p.known:
+			if !p.probing {
+				p.probing = true
+				return p.send(), nil
+			}
+		case !now.Before(p.resetAt):
+			// A new window: its budget, less what is still in flight
+			// (sent in the old window, it may be counted in the new one).
+			// It ends a minute from now at the latest; its first answer
+			// says when.
+			p.gen++
+			p.confirmed = false
+			p.left = max(0, p.limit-p.inflight)
+			p.resetAt = now.Add(time.Minute)
+			continue
+		case p.left > 0:
+			p.left--
+			return p.send(), nil
+		default:
+			wait = p.resetAt.Sub(now)
+		}
+		cond := p.cond
+		p.mu.Unlock()
+		var wake <-chan time.Time
+		var t *time.Timer
+		if wait > 0 {
+			t = time.NewTimer(wait)
+			wake = t.C
+		}
+		select {
+		case <-ctx.Done():
+		case <-cond:
+		case <-wake:
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+	}
+}
+
+// send counts a request going out and unlocks. Callers hold p.mu.
+func (p *HeaderPacer) send() func(int, http.Header) {
+	p.inflight++
+	gen := p.gen
+	p.mu.Unlock()
+	return func(status int, h http.Header) { p.done(gen, status, h) }
+}
+
+func (p *HeaderPacer) done(gen, status int, h http.Header) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	defer p.changed()
+	p.inflight--
+	p.probing = false
+	if status == 0 {
+		return // no answer: nothing learnt
+	}
+	now := p.now()
+	limit, lok := headerInt(h, "X-RateLimit-Limit")
+	rem, rok := headerInt(h, "X-RateLimit-Remaining")
+	reset, sok := headerInt(h, "X-RateLimit-Reset")
+	if !lok || !rok || !sok {
+		if status == http.StatusTooManyRequests {
+			// Limited without saying how: wait what it asks, or a second.
+			p.known, p.free = true, false
+			p.limit = max(p.limit, 1)
+			p.left = 0
+			p.resetAt = later(p.resetAt, now.Add(min(max(parseRetryAfter(h, status), time.Second), maxHold)))
+			p.confirmed = true
+		} else if !p.known {
+			p.free = true
+		}
+		return
+	}
+	resetAt := now.Add(time.Duration(reset) * time.Second)
+	// The others in flight may have been counted by the host already or
+	// not; counting them again errs on the safe side.
+	left := max(0, rem-p.inflight)
+	if status == http.StatusTooManyRequests {
+		// Retry-After, when given, says more than the window's Reset.
+		left = 0
+		resetAt = now.Add(min(parseRetryAfter(h, status), maxHold))
+	}
+	switch {
+	case !p.known, resetAt.Sub(p.resetAt) > time.Second+time.Second/2:
+		// The first word from the host, or a window newer than ours.
+		p.left, p.resetAt, p.confirmed = left, resetAt, true
+	case gen == p.gen:
+		p.left = min(p.left, left)
+		if !p.confirmed || status == http.StatusTooManyRequests {
+			p.resetAt, p.confirmed = resetAt, true
+		}
+	case status == http.StatusTooManyRequests:
+		// An answer from an earlier window: only a refusal counts.
+		p.left = 0
+		p.resetAt = later(p.resetAt, resetAt)
+	}
+	p.known, p.free, p.limit = true, false, limit
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func headerInt(h http.Header, name string) (int, bool) {
+	if h == nil {
+		return 0, false
+	}
+	v := strings.TrimSpace(h.Get(name))
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+// AIMD pacing defaults, for a host whose limit is not documented
+// (EstateGuru).
+const (
+	// AIMDStart is the first rate: as conservative as the old fixed rate.
+	AIMDStart = 4.0
+	// AIMDMin is the floor after repeated cuts.
+	AIMDMin = 0.5
+	// AIMDMax bounds the ramp when no ceiling is set.
+	AIMDMax = 1000.0
+)
+
+// AIMDPacer paces a host that documents no limit, as EstateGuru does: it
+// starts at a conservative rate, ramps up while the answers are clean, and
+// halves the rate on a rate-limit answer (403 or 429: EstateGuru's public
+// API answers a breach with 403) or a 5xx.
+//
+// Until the first cut, every clean answer to a request that had to wait for
+// the pacer adds Start requests a second (the rate doubles about every
+// second, like TCP's slow start); after a cut, each such answer adds
+// 1/rate (one request a second more each second: additive increase). A
+// request that did not wait says nothing about the rate, so a host held
+// back by anything else (SYNCER_CONCURRENCY) does not ramp without bound.
+// One cut per burst: answers to requests sent before the last cut do not
+// cut again.
+type AIMDPacer struct {
+	Start, Min, Max float64
+	// OnChange, if set, hears of every cut and of every doubling of the
+	// rate since the last report (called with the pacer's lock held: it
+	// must not call back into the pacer).
+	OnChange func(RateChange)
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+
+	mu        stdsync.Mutex
+	rate      float64
+	reported  float64
+	next      time.Time // the earliest the next request may leave
+	cutAt     time.Time // when the last cut happened
+	slowStart bool
+	init      bool
+}
+
+// NewAIMDPacer returns a pacer starting at AIMDStart requests a second and
+// never going over ceiling (0: AIMDMax).
+func NewAIMDPacer(ceiling float64, onChange func(RateChange)) *AIMDPacer {
+	p := &AIMDPacer{Start: AIMDStart, Min: AIMDMin, Max: AIMDMax, OnChange: onChange}
+	if ceiling > 0 {
+		p.Max = ceiling
+		p.Start = min(p.Start, ceiling)
+		p.Min = min(p.Min, ceiling)
+	}
+	return p
+}
+
+// Rate is the current rate, in requests per second.
+func (p *AIMDPacer) Rate() float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.setup()
+	return p.rate
+}
+
+func (p *AIMDPacer) setup() {
+	if p.init {
+		return
+	}
+	p.init = true
+	if p.Start <= 0 {
+		p.Start = AIMDStart
+	}
+	if p.Max <= 0 {
+		p.Max = AIMDMax
+	}
+	if p.Min <= 0 {
+		p.Min = min(AIMDMin, p.Max)
+	}
+	p.rate, p.reported, p.slowStart = p.Start, p.Start, true
+}
+
+func (p *AIMDPacer) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// Wait implements Pacer: it reserves the next send time and sleeps until
+// it.
+func (p *AIMDPacer) Wait(ctx context.Context) (func(int, http.Header), error) {
+	p.mu.Lock()
+	p.setup()
+	now := p.now()
+	at := now
+	if p.next.After(at) {
+		at = p.next
+	}
+	p.next = at.Add(time.Duration(float64(time.Second) / p.rate))
+	waited := at.After(now)
+	p.mu.Unlock()
+	if waited {
+		t := time.NewTimer(at.Sub(now))
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+	return func(status int, _ http.Header) { p.done(at, waited, status) }, nil
+}
+
+func (p *AIMDPacer) done(sentAt time.Time, waited bool, status int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case status == http.StatusTooManyRequests || status == http.StatusForbidden || status >= 500:
+		if sentAt.Before(p.cutAt) {
+			return // the same burst as the last cut
+		}
+		from := p.rate
+		p.rate = max(p.Min, p.rate/2)
+		p.slowStart = false
+		now := p.now()
+		p.cutAt = now
+		// Requests already spaced at the old rate are spaced at the new one.
+		p.next = now.Add(time.Duration(float64(time.Second) / p.rate))
+		p.reported = p.rate
+		reason := "server_error"
+		if status < 500 {
+			reason = "rate_limited"
+		}
+		if p.OnChange != nil && from != p.rate {
+			p.OnChange(RateChange{From: from, To: p.rate, Reason: reason, Status: status})
+		}
+	case status >= 200 && status < 400 && waited:
+		from := p.rate
+		if p.slowStart {
+			p.rate += p.Start
+		} else {
+			p.rate += 1 / p.rate
+		}
+		p.rate = min(p.rate, p.Max)
+		if p.OnChange != nil && (p.rate >= 2*p.reported || (p.rate == p.Max && from < p.Max)) {
+			p.OnChange(RateChange{From: p.reported, To: p.rate, Reason: "clean_answers"})
+			p.reported = p.rate
+		}
+	}
+}

@@ -1,0 +1,298 @@
+package provider
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	stdsync "sync"
+	"testing"
+	"time"
+)
+
+// limitServer enforces limit requests per window, as EverReal does per
+// minute, with its X-RateLimit-* headers on every answer.
+type limitServer struct {
+	limit  int
+	window time.Duration
+
+	mu      stdsync.Mutex
+	start   time.Time
+	count   int
+	ok      int
+	refused int
+}
+
+func (s *limitServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	now := time.Now()
+	if now.Sub(s.start) >= s.window {
+		s.start, s.count = now.Truncate(s.window), 0
+	}
+	s.count++
+	over := s.count > s.limit
+	if over {
+		s.refused++
+	} else {
+		s.ok++
+	}
+	reset := int(math.Ceil(s.start.Add(s.window).Sub(now).Seconds()))
+	left := max(0, s.limit-s.count)
+	s.mu.Unlock()
+	h := w.Header()
+	h.Set("X-RateLimit-Limit", strconv.Itoa(s.limit))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(left))
+	h.Set("X-RateLimit-Reset", strconv.Itoa(max(1, reset)))
+	if over {
+		w.WriteHeader(http.StatusTooManyRequests)
+		w.Write([]byte(`{"error":"too_many_requests"}`))
+		return
+	}
+	w.Write([]byte(`{}`))
+}
+
+func get(url string) Request {
+	return Request{Provider: "prov", Op: "op", New: func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	}}
+}
+
+// burst sends n requests from workers goroutines and returns the errors.
+func burst(t *testing.T, h *HTTP, url string, n, workers int) []error {
+	t.Helper()
+	jobs := make(chan int)
+	var mu stdsync.Mutex
+	var errs []error
+	var wg stdsync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				if _, err := h.Do(context.Background(), get(url)); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	return errs
+}
+
+func TestHeaderPacerNeverDrawsA429(t *testing.T) {
+	srv := &limitServer{limit: 20, window: time.Second}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	// No retries: a 429 would be a failed call.
+	h := &HTTP{Client: ts.Client(), Pacer: NewHeaderPacer()}
+	errs := burst(t, h, ts.URL, 50, 8)
+	if len(errs) > 0 {
+		t.Fatalf("%d calls failed, first: %v", len(errs), errs[0])
+	}
+	if srv.refused != 0 {
+		t.Fatalf("the server answered 429 %d times, want 0", srv.refused)
+	}
+	if got, want := srv.ok, 50; got != want {
+		t.Fatalf("server answered %d requests, want %d", got, want)
+	}
+}
+
+func TestHeaderPacerLeavesAHostWithoutHeadersAlone(t *testing.T) {
+	var mu stdsync.Mutex
+	inflight := 0
+	together := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/first" {
+			w.Write([]byte(`{}`))
+			return
+		}
+		mu.Lock()
+		inflight++
+		if inflight == 4 {
+			close(together)
+		}
+		mu.Unlock()
+		select {
+		case <-together:
+			w.Write([]byte(`{}`))
+		case <-r.Context().Done():
+		}
+	}))
+	defer ts.Close()
+	h := &HTTP{Client: ts.Client(), Pacer: NewHeaderPacer()}
+	if _, err := h.Do(context.Background(), get(ts.URL+"/first")); err != nil {
+		t.Fatal(err)
+	}
+	// The first answer had no headers, so the host is not paced: four
+	// requests are answered only when all four are in flight together.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg stdsync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := h.Do(ctx, get(ts.URL+"/together")); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("requests to a host without rate headers were held back: %v", err)
+	}
+}
+
+func TestHeaderPacerWaitsOutA429(t *testing.T) {
+	var mu stdsync.Mutex
+	calls := 0
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		h := w.Header()
+		h.Set("X-RateLimit-Limit", "300")
+		h.Set("X-RateLimit-Reset", "1")
+		if n == 1 {
+			// Another client spent the budget.
+			h.Set("X-RateLimit-Remaining", "0")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		h.Set("X-RateLimit-Remaining", "299")
+		w.Write([]byte(`{}`))
+	}))
+	defer ts.Close()
+	p := NewHeaderPacer()
+	h := &HTTP{Client: ts.Client(), Pacer: p}
+	if _, err := h.Do(context.Background(), get(ts.URL)); KindOf(err) != KindTransient {
+		t.Fatalf("first call: %v, want the 429", err)
+	}
+	p.mu.Lock()
+	left := p.left
+	p.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("after a 429 the pacer has %d requests left, want 0", left)
+	}
+	// A cancelled context ends the wait for the next window.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := h.Do(ctx, get(ts.URL)); err == nil {
+		t.Fatal("a call with a cancelled context went out while the budget was spent")
+	}
+	if _, err := h.Do(context.Background(), get(ts.URL)); err != nil {
+		t.Fatalf("after the window: %v", err)
+	}
+}
+
+// aimdServer answers with the statuses it is given, in turn, then 200.
+func aimdServer(t *testing.T, statuses ...int) *httptest.Server {
+	var mu stdsync.Mutex
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		status := http.StatusOK
+		if len(statuses) > 0 {
+			status, statuses = statuses[0], statuses[1:]
+		}
+		mu.Unlock()
+		w.WriteHeader(status)
+		w.Write([]byte(`{}`))
+	}))
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+func TestAIMDPacerRampsWhileClean(t *testing.T) {
+	ts := aimdServer(t)
+	var changes []RateChange
+	p := NewAIMDPacer(0, func(c RateChange) { changes = append(changes, c) })
+	p.Start = 40 // a fast test: the ramp, not the wait, is what is tested
+	h := &HTTP{Client: ts.Client(), Pacer: p}
+	if errs := burst(t, h, ts.URL, 40, 4); len(errs) > 0 {
+		t.Fatal(errs[0])
+	}
+	if got := p.Rate(); got <= 40 {
+		t.Fatalf("rate after 40 clean answers = %v, want more than the start, 40", got)
+	}
+	if len(changes) == 0 || changes[0].Reason != "clean_answers" {
+		t.Fatalf("changes = %+v, want a clean_answers ramp reported", changes)
+	}
+}
+
+func TestAIMDPacerCutsOnRateLimitAnswers(t *testing.T) {
+	for _, status := range []int{http.StatusTooManyRequests, http.StatusForbidden, http.StatusServiceUnavailable} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			ts := aimdServer(t, status)
+			var changes []RateChange
+			p := NewAIMDPacer(0, func(c RateChange) { changes = append(changes, c) })
+			p.Start = 40
+			before := p.Rate()
+			h := &HTTP{Client: ts.Client(), Pacer: p}
+			if _, err := h.Do(context.Background(), get(ts.URL)); err == nil {
+				t.Fatalf("a %d answer was not an error", status)
+			}
+			if got, want := p.Rate(), before/2; got != want {
+				t.Fatalf("rate after a %d = %v, want %v", status, got, want)
+			}
+			want := "rate_limited"
+			if status >= 500 {
+				want = "server_error"
+			}
+			if len(changes) != 1 || changes[0].Reason != want || changes[0].Status != status {
+				t.Fatalf("changes = %+v, want one %s cut", changes, want)
+			}
+			// After a cut, clean answers ramp additively: slower than
+			// before the cut.
+			for range 5 {
+				if _, err := h.Do(context.Background(), get(ts.URL)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := p.Rate(); got > before/2+5 {
+				t.Fatalf("rate after the cut and 5 clean answers = %v, want at most %v", got, before/2+5)
+			}
+		})
+	}
+}
+
+func TestAIMDPacerCutsOncePerBurst(t *testing.T) {
+	p := NewAIMDPacer(0, nil)
+	p.Start = 100
+	var dones []func(int, http.Header)
+	for range 5 {
+		done, err := p.Wait(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dones = append(dones, done)
+	}
+	for _, done := range dones {
+		done(http.StatusTooManyRequests, nil)
+	}
+	if got, want := p.Rate(), 50.0; got != want {
+		t.Fatalf("rate after five refusals of one burst = %v, want one cut to %v", got, want)
+	}
+}
+
+func TestAIMDPacerKeepsUnderTheCeiling(t *testing.T) {
+	ts := aimdServer(t)
+	p := NewAIMDPacer(50, nil)
+	p.Start = 40
+	h := &HTTP{Client: ts.Client(), Pacer: p}
+	if errs := burst(t, h, ts.URL, 40, 4); len(errs) > 0 {
+		t.Fatal(errs[0])
+	}
+	if got := p.Rate(); got > 50 {
+		t.Fatalf("rate = %v, over the ceiling 50", got)
+	}
+}
