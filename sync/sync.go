@@ -187,23 +187,35 @@ func (s *Syncer) Run(ctx context.Context, trigger string, only []string) (sum Su
 		slots = newSlots(s.concurrency())
 		done  = ctx.Done()
 	)
-loop:
+	// Work ordering (hostqueue.go): a queue per provider host, served side
+	// by side, so one slow or rate-limited host never leaves others idle.
+	var active []store.Connection
 	for _, c := range selected {
 		if c.State == store.StateReauthRequired {
 			sum.NeedsReauth++
 		}
-		if c.State != store.StateActive {
-			continue
+		if c.State == store.StateActive {
+			active = append(active, c)
 		}
+	}
+	queues := newHostQueues(active)
+loop:
+	for {
 		select {
 		case slots.network <- struct{}{}:
 		case <-done:
 			break loop
 		}
+		c, hostDone, ok := queues.take()
+		if !ok {
+			<-slots.network
+			break
+		}
 		wg.Add(1)
 		go func(c store.Connection) {
 			defer wg.Done()
 			turn := slots.turn()
+			turn.leaveHost = hostDone // before the slot is given back: the next pick counts it
 			defer turn.end()
 			res := s.syncConnection(ctx, runID, c, log, turn)
 			mu.Lock()
@@ -407,6 +419,19 @@ func (s *slots) turn() *turn { return &turn{slots: s, network: true} }
 type turn struct {
 	slots         *slots
 	network, save bool
+	// leaveHost, if set, is called as the network slot is first given
+	// back: the connection no longer counts against its host's share
+	// (hostqueue.go).
+	leaveHost func()
+}
+
+func (t *turn) giveNetworkBack() {
+	if t.leaveHost != nil {
+		t.leaveHost()
+		t.leaveHost = nil
+	}
+	<-t.slots.network
+	t.network = false
 }
 
 // toSave waits for a save slot, holding the network slot meanwhile (no
@@ -422,8 +447,7 @@ func (t *turn) toSave(ctx context.Context) error {
 		return ctx.Err()
 	}
 	t.save = true
-	<-t.slots.network
-	t.network = false
+	t.giveNetworkBack()
 	return nil
 }
 
@@ -452,7 +476,7 @@ func (t *turn) toNetwork(ctx context.Context) error {
 // end gives back whatever slots the connection still holds.
 func (t *turn) end() {
 	if t.network {
-		<-t.slots.network
+		t.giveNetworkBack()
 	}
 	if t.save {
 		<-t.slots.save
