@@ -81,9 +81,13 @@ type Options struct {
 	// EstateGuru's refresh tokens do not expire (they rotate instead).
 	RefreshTTL time.Duration
 	// RateLimit, if positive, makes EverReal answer 429 to requests over
-	// this many per minute, as it does in production (300). Zero: never 429,
-	// though the X-RateLimit-* headers still count down from 300.
+	// this many per minute and host, as it does in production (300). Zero:
+	// never 429, though the X-RateLimit-* headers still count down from 300.
 	RateLimit int
+	// EverRealHosts is how many EverReal hosts to serve (each tenant's
+	// subdomain is a host of its own, with its own rate limit), each on its
+	// own port: EverRealURLs. Zero means one.
+	EverRealHosts int
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
 	// Logf, if set, gets one line per request: provider, method, path (never
@@ -95,7 +99,11 @@ type Options struct {
 // Sandbox is a running pair of fakes. Its methods are safe for concurrent
 // use.
 type Sandbox struct {
-	EverRealURL   string // http://127.0.0.1:port, no trailing slash
+	EverRealURL string // http://127.0.0.1:port, no trailing slash
+	// EverRealURLs are the EverReal hosts (Options.EverRealHosts), the
+	// first being EverRealURL. They share accounts and tokens; each has its
+	// own rate limit window, as each tenant subdomain does.
+	EverRealURLs  []string
 	EstateGuruURL string // http://127.0.0.1:port, no trailing slash
 
 	opts        Options
@@ -120,8 +128,7 @@ type Sandbox struct {
 	revoked        int
 	evicted        int
 	rateLimited    int
-	rlWindow       time.Time
-	rlCount        int
+	rlWindows      map[string]*rlWindow // by Host
 
 	// EverReal
 	erUsers       map[string]*erUser // by email
@@ -164,6 +171,7 @@ func Start(opts Options) (*Sandbox, error) {
 		hits:          make(map[Endpoint]int),
 		faults:        make(map[Endpoint][]*queuedFault),
 		refreshUses:   make(map[string]int),
+		rlWindows:     make(map[string]*rlWindow),
 		erUsers:       make(map[string]*erUser),
 		erRefresh:     make(map[string]*erRefresh),
 		erRefreshList: make(map[string][]string),
@@ -183,20 +191,33 @@ func Start(opts Options) (*Sandbox, error) {
 		s.refreshTTL = opts.RefreshTTL
 	}
 
-	erLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: everreal listener: %w", err)
+	var erLns []net.Listener
+	closeAll := func() {
+		for _, ln := range erLns {
+			ln.Close()
+		}
+	}
+	for range max(1, opts.EverRealHosts) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("sandbox: everreal listener: %w", err)
+		}
+		erLns = append(erLns, ln)
+		s.EverRealURLs = append(s.EverRealURLs, "http://"+ln.Addr().String())
 	}
 	egLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		erLn.Close()
+		closeAll()
 		return nil, fmt.Errorf("sandbox: estateguru listener: %w", err)
 	}
-	s.EverRealURL = "http://" + erLn.Addr().String()
+	s.EverRealURL = s.EverRealURLs[0]
 	s.EstateGuruURL = "http://" + egLn.Addr().String()
 	s.erSrv = s.newServer(s.everRealMux())
 	s.egSrv = s.newServer(s.estateGuruMux())
-	go s.erSrv.Serve(erLn)
+	for _, ln := range erLns {
+		go s.erSrv.Serve(ln)
+	}
 	go s.egSrv.Serve(egLn)
 	return s, nil
 }
@@ -467,7 +488,7 @@ func (s *Sandbox) serve(rt route, w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 
-	if rt.everreal && !s.rateLimit(w) {
+	if rt.everreal && !s.rateLimit(w, r.Host) {
 		writeJSON(w, http.StatusTooManyRequests, errorBody{Error: "too_many_requests", Description: "Too Many Requests"})
 		return
 	}
@@ -594,9 +615,16 @@ func (s *Sandbox) wait(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// rlWindow is one host's rate limit window.
+type rlWindow struct {
+	start time.Time
+	count int
+}
+
 // rateLimit sets EverReal's X-RateLimit-* headers and reports whether the
-// request is within the limit. Windows are calendar minutes of s.now.
-func (s *Sandbox) rateLimit(w http.ResponseWriter) bool {
+// request is within the limit. Each host (tenant subdomain) has its own
+// windows; they are calendar minutes of s.now.
+func (s *Sandbox) rateLimit(w http.ResponseWriter, host string) bool {
 	limit := s.opts.RateLimit
 	enforce := limit > 0
 	if !enforce {
@@ -605,11 +633,16 @@ func (s *Sandbox) rateLimit(w http.ResponseWriter) bool {
 	now := s.now()
 	window := now.Truncate(time.Minute)
 	s.mu.Lock()
-	if !window.Equal(s.rlWindow) {
-		s.rlWindow, s.rlCount = window, 0
+	rl := s.rlWindows[host]
+	if rl == nil {
+		rl = &rlWindow{}
+		s.rlWindows[host] = rl
 	}
-	s.rlCount++
-	count := s.rlCount
+	if !window.Equal(rl.start) {
+		rl.start, rl.count = window, 0
+	}
+	rl.count++
+	count := rl.count
 	over := enforce && count > limit
 	if over {
 		s.rateLimited++

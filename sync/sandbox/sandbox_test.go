@@ -823,6 +823,42 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// Each EverReal host (tenant subdomain) has its own budget, and the
+// accounts and tokens are shared.
+func TestRateLimitPerHost(t *testing.T) {
+	now := time.Date(2026, 11, 23, 6, 0, 30, 0, time.UTC)
+	s := start(t, Options{RateLimit: 2, EverRealHosts: 3, Now: func() time.Time { return now }})
+	if got, want := len(s.EverRealURLs), 3; got != want {
+		t.Fatalf("%d EverReal hosts, want %d", got, want)
+	}
+	if s.EverRealURLs[0] != s.EverRealURL {
+		t.Fatalf("EverRealURLs[0] = %q, want EverRealURL %q", s.EverRealURLs[0], s.EverRealURL)
+	}
+	a := passwordGrant(t, s, testEmail, testPassword) // host 0: one of its two
+	if a.status != http.StatusOK {
+		t.Fatalf("password grant: %d %s", a.status, a.body)
+	}
+	access := a.str(t, "access_token")
+	for _, u := range s.EverRealURLs[1:] {
+		for i := range 2 {
+			me := get(t, u+"/accounts/api/users/me", access)
+			if me.status != http.StatusOK {
+				t.Fatalf("%s request %d: status %d, want 200 (a token from another host works here)", u, i+1, me.status)
+			}
+			if got, want := me.header.Get("X-RateLimit-Remaining"), strconv.Itoa(1-i); got != want {
+				t.Fatalf("%s: X-RateLimit-Remaining = %q, want %q", u, got, want)
+			}
+		}
+		wantError(t, get(t, u+"/accounts/api/users/me", access), http.StatusTooManyRequests, "too_many_requests")
+	}
+	if me := get(t, s.EverRealURL+"/accounts/api/users/me", access); me.status != http.StatusOK {
+		t.Fatalf("host 0's second request: status %d, want 200", me.status)
+	}
+	if got, want := s.Stats().RateLimited, 2; got != want {
+		t.Fatalf("RateLimited = %d, want %d", got, want)
+	}
+}
+
 func TestNotFoundAndMethod(t *testing.T) {
 	s := start(t, Options{})
 	if a := get(t, s.EverRealURL+"/nope", ""); a.status != http.StatusNotFound {
