@@ -57,6 +57,14 @@ type config struct {
 	runs             int
 	work             string
 	keep             bool
+
+	defaults         bool
+	defaultsConns    int
+	defaultsEnv      string
+	writePath        bool
+	scale            bool
+	scaleSizes       []int
+	scaleConcurrency int
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -76,12 +84,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&c.runs, "runs", 3, "syncer runs per case, each on a fresh data directory: the median is reported, with the range")
 	fs.StringVar(&c.work, "work", "", "directory for the data directories (default: a new temporary one, removed after)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the data directories for inspection")
+	fs.BoolVar(&c.defaults, "defaults", true, "the default-settings case: syncer's defaults against a sandbox enforcing EverReal's 300 requests/min per tenant host")
+	fs.IntVar(&c.defaultsConns, "defaults-connections", 1000, "connections in the default-settings case (half each provider, EverReal over 10 tenant hosts)")
+	fs.StringVar(&c.defaultsEnv, "defaults-env", "", "extra VAR=value settings (space-separated) for the default-settings case, e.g. SYNCER_PACING=off to compare")
+	fs.BoolVar(&c.writePath, "write-path", true, "the write-path case: -big investments in one portfolio without latency, against sqlite3's .import of the same rows")
+	fs.BoolVar(&c.scale, "scale", false, "only the scaling table (-scale-sizes at -scale-concurrency, pacing off), nothing else: several minutes")
+	scaleSizes := "100,1000,10000"
+	fs.StringVar(&scaleSizes, "scale-sizes", scaleSizes, "comma-separated connection counts for -scale")
+	fs.IntVar(&c.scaleConcurrency, "scale-concurrency", 64, "SYNCER_CONCURRENCY for -scale")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if c.syncer == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "usage: bench -syncer PATH [-baseline bench/baseline.sh] [flags]; bench/run builds syncer and runs this")
 		return 2
+	}
+	for _, f := range strings.Split(scaleSizes, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 2 {
+			fmt.Fprintf(stderr, "bench: -scale-sizes: %q is not a number of connections (at least 2)\n", f)
+			return 2
+		}
+		c.scaleSizes = append(c.scaleSizes, n)
+	}
+	if c.scale {
+		// The scaling table alone: the other cases have their own run.
+		c.connections, c.big, c.defaults, c.writePath, c.baseline = 0, 0, false, false, ""
 	}
 	for _, f := range strings.Split(bigConns, ",") {
 		if f = strings.TrimSpace(f); f == "" {
@@ -110,11 +141,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // measured is one child process's run.
 type measured struct {
-	wall       time.Duration
-	maxRSS     int64 // bytes
-	cpu        time.Duration
-	requests   int           // answers the sandbox counted during the run
-	sandboxCPU time.Duration // this process's CPU during the run: the sandbox's
+	wall     time.Duration
+	maxRSS   int64 // bytes
+	cpu      time.Duration
+	requests int // answers the sandbox counted during the run
+	// rateLimited counts the sandbox's 429s during the run.
+	rateLimited int
+	sandboxCPU  time.Duration // this process's CPU during the run: the sandbox's
 }
 
 func bench(ctx context.Context, c config, out, progress io.Writer) error {
@@ -142,7 +175,7 @@ func bench(ctx context.Context, c config, out, progress io.Writer) error {
 	}
 	defer sb.Close()
 
-	fmt.Fprintf(out, "syncer benchmark: sandbox latency %s per answer, SYNCER_CONCURRENCY=%d, SYNCER_RATE_LIMIT=0 (no limiter; the sandbox enforces none either)\n",
+	fmt.Fprintf(out, "syncer benchmark: sandbox latency %s per answer, SYNCER_CONCURRENCY=%d, SYNCER_RATE_LIMIT=0 SYNCER_PACING=off (no limiter or pacer; the sandbox enforces no limit either) unless a case says otherwise\n",
 		c.latency, c.concurrency)
 	fmt.Fprintf(out, "every connection holds a refresh token and no access token, so each sync is a refresh and a data call\n")
 	fmt.Fprintf(out, "machine: %s; %s\n", machine(), load())
@@ -244,6 +277,27 @@ func bench(ctx context.Context, c config, out, progress io.Writer) error {
 			line{"syncer CPU (user+sys)", m.cpu.Round(time.Millisecond).String(), ""},
 		)
 	}
+	if c.defaults && c.defaultsConns >= 2 {
+		lines, err := defaultsCase(ctx, c, work, step)
+		if err != nil {
+			return err
+		}
+		report = append(report, lines...)
+	}
+	if c.writePath && c.big > 0 {
+		lines, err := writePathCase(ctx, c, work, step)
+		if err != nil {
+			return err
+		}
+		report = append(report, lines...)
+	}
+	if c.scale {
+		lines, err := scaleCase(ctx, c, sb, work, step)
+		if err != nil {
+			return err
+		}
+		report = append(report, lines...)
+	}
 	printReport(out, report)
 	return nil
 }
@@ -252,6 +306,17 @@ func bench(ctx context.Context, c config, out, progress io.Writer) error {
 // holding the accounts, checks what each run stored, and returns the runs
 // and the last data directory.
 func runSyncer(ctx context.Context, c config, sb *sandbox.Sandbox, work, name string, accounts []fixture.Account, egConns, rows int, step func(string, ...any)) ([]measured, string, error) {
+	return runSyncerWith(ctx, c, sb, work, name, accounts, egConns, rows, step, runOptions{})
+}
+
+// runOptions vary a case's runs: the environment (nil: fixture.Env at
+// -concurrency) and what to do before each run.
+type runOptions struct {
+	env    func(dir string) []string
+	before func()
+}
+
+func runSyncerWith(ctx context.Context, c config, sb *sandbox.Sandbox, work, name string, accounts []fixture.Account, egConns, rows int, step func(string, ...any), o runOptions) ([]measured, string, error) {
 	var ms []measured
 	var dir string
 	for i := range c.runs {
@@ -261,7 +326,15 @@ func runSyncer(ctx context.Context, c config, sb *sandbox.Sandbox, work, name st
 		}
 		step("%s: syncer -once, run %d of %d", name, i+1, c.runs)
 		env := append(baseEnv(), fixture.Env(sb, dir, c.concurrency)...)
+		if o.env != nil {
+			env = append(baseEnv(), o.env(dir)...)
+		}
+		if o.before != nil {
+			o.before()
+		}
+		rateLimited := sb.Stats().RateLimited
 		m, err := measure(ctx, sb, c.syncer, []string{"-once"}, env)
+		m.rateLimited = sb.Stats().RateLimited - rateLimited
 		if err != nil {
 			return nil, "", err
 		}

@@ -302,6 +302,14 @@ func (s *Sandbox) Stats() Stats {
 	return st
 }
 
+// ResetRateLimits starts every EverReal host's rate limit window afresh,
+// as the next calendar minute would.
+func (s *Sandbox) ResetRateLimits() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.rlWindows)
+}
+
 // RefreshUses says how many times a refresh token (of either provider) was
 // presented to a refresh grant that the fake processed. Requests answered by
 // an injected canned answer, hang or oversize fault never reached the grant

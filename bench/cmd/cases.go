@@ -1,0 +1,255 @@
+package main
+
+// The second round's cases (performance issue 15): default settings
+// against a rate-limit-enforcing sandbox, the scaling table, and the write
+// path against sqlite3's own .import.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/syncerhq/syncer/bench/internal/fixture"
+	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync/sandbox"
+)
+
+// defaultConcurrency is SYNCER_CONCURRENCY's default (cmd/syncer/config.go).
+const defaultConcurrency = 8
+
+// requestsPerConnection: every fixture connection costs a refresh and a
+// data call.
+const requestsPerConnection = 2
+
+// withoutVars drops the named variables from env.
+func withoutVars(env []string, names ...string) []string {
+	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
+		for _, n := range names {
+			if strings.HasPrefix(kv, n+"=") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// defaultsCase is 1,000 connections (500 EverReal over 10 tenant hosts,
+// 500 EstateGuru) with syncer's default settings (SYNCER_CONCURRENCY,
+// SYNCER_RATE_LIMIT and SYNCER_PACING unset) against a sandbox that
+// enforces EverReal's 300 requests a minute per host, as EverReal does.
+func defaultsCase(ctx context.Context, c config, work string, step func(string, ...any)) ([]line, error) {
+	const hosts, perMinute = 10, sandbox.EverRealRateLimitPerMinute
+	sb, err := sandbox.Start(sandbox.Options{Latency: c.latency, RateLimit: perMinute, EverRealHosts: hosts})
+	if err != nil {
+		return nil, err
+	}
+	defer sb.Close()
+	n := c.defaultsConns
+	half := n / 2
+	spec := fixture.Spec{EverReal: n - half, EstateGuru: half, Investments: c.investments, EverRealHosts: hosts}
+	step("defaults: creating %d accounts (EverReal over %d tenant hosts)", n, hosts)
+	accounts := fixture.Populate(sb, spec)
+	rows := half * c.investments
+	ms, _, err := runSyncerWith(ctx, c, sb, work, "defaults", accounts, half, rows, step, runOptions{
+		env: func(dir string) []string {
+			env := withoutVars(fixture.Env(sb, dir, defaultConcurrency), "SYNCER_CONCURRENCY", "SYNCER_RATE_LIMIT", "SYNCER_PACING")
+			return append(env, strings.Fields(c.defaultsEnv)...)
+		},
+		// Each run starts with every host's budget whole, as an hourly
+		// run does; runs seconds apart would otherwise share a minute.
+		before: sb.ResetRateLimits,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// The provider-allowed minimum: the network's (every request at the
+	// sandbox's latency, SYNCER_CONCURRENCY at a time) or the busiest
+	// EverReal host's (a window per perMinute requests after the first),
+	// whichever is longer. EstateGuru documents no limit and the sandbox
+	// enforces none.
+	requests := requestsPerConnection * n
+	network := time.Duration(requests) * c.latency / defaultConcurrency
+	perHost := map[string]int{}
+	for _, a := range accounts {
+		if a.Provider == "everreal" {
+			perHost[a.BaseURL] += requestsPerConnection
+		}
+	}
+	var limitBound time.Duration
+	for _, r := range perHost {
+		limitBound = max(limitBound, time.Duration((r-1)/perMinute)*time.Minute)
+	}
+	minimum := max(network, limitBound)
+	ratios := mapped(ms, func(m measured) float64 { return ratio(m.wall, minimum) })
+	most429 := slices.Max(mapped(ms, func(m measured) int { return m.rateLimited }))
+	maxPerHost := 0
+	for _, r := range perHost {
+		maxPerHost = max(maxPerHost, r)
+	}
+	applies := c.latency == 50*time.Millisecond && n == 1000 && c.investments == 50
+	return []line{
+		section(fmt.Sprintf("default settings: %d connections (%d EverReal over %d tenant hosts, %d EstateGuru with %d investments each), %s latency,\n"+
+			"sandbox enforcing %d requests/min per EverReal host; SYNCER_CONCURRENCY, SYNCER_RATE_LIMIT, SYNCER_PACING unset (defaults)",
+			n, spec.EverReal, hosts, half, c.investments, c.latency, perMinute) + extraNote(c.defaultsEnv)),
+		{"wall time", spread(ms, func(m measured) string { return m.wall.Round(time.Millisecond).String() }), ""},
+		{"requests (median run)", fmt.Sprint(median(ms).requests), ""},
+		{"network minimum (2/conn x latency / 8)", network.Round(time.Millisecond).String(), ""},
+		{"rate limit minimum (busiest host)", fmt.Sprintf("%s (%d requests on it)", limitBound, maxPerHost), ""},
+		{"wall / provider-allowed minimum", spread(ms, func(m measured) string { return fmt.Sprintf("%.2fx", ratio(m.wall, minimum)) }),
+			target(applies, slices.Min(ratios) <= 1.2, median1(ratios) <= 1.2, "<= 1.2x")},
+		{"429 answers (most in a run)", fmt.Sprint(most429), target(applies, most429 == 0, most429 == 0, "0")},
+		{"peak memory (max RSS)", mb(peak(ms)), ""},
+	}, nil
+}
+
+// scaleCase is the scaling table: for each size, that many connections
+// (half each provider) at -scale-concurrency with pacing off and no rate
+// limit, wall time against the network ideal, and peak memory.
+func scaleCase(ctx context.Context, c config, sb *sandbox.Sandbox, work string, step func(string, ...any)) ([]line, error) {
+	conc := c.scaleConcurrency
+	applies := c.latency == 50*time.Millisecond && conc == 64 && c.investments == 50
+	out := []line{
+		section(fmt.Sprintf("scaling: connections (half each provider, %d investments per EstateGuru one), SYNCER_CONCURRENCY=%d, %s latency,\n"+
+			"SYNCER_PACING=off and SYNCER_RATE_LIMIT=0 (the sandbox enforces no limit); ideal = requests x latency / concurrency",
+			c.investments, conc, c.latency)),
+		{"connections: wall [range], ideal", "wall / ideal, peak RSS", ""},
+	}
+	for _, n := range c.scaleSizes {
+		half := n / 2
+		spec := fixture.Spec{EverReal: n - half, EstateGuru: half, Investments: c.investments, Prefix: fmt.Sprintf("scale%d-", n)}
+		step("scale: creating %d accounts", n)
+		accounts := fixture.Populate(sb, spec)
+		sc := c
+		sc.concurrency = conc
+		ms, _, err := runSyncerWith(ctx, sc, sb, work, fmt.Sprintf("scale-%d", n), accounts, half, half*c.investments, step, runOptions{
+			env: func(dir string) []string {
+				return fixture.Env(sb, dir, conc) // pacing off, no rate limit
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		ideal := time.Duration(requestsPerConnection*n) * c.latency / time.Duration(conc)
+		ratios := mapped(ms, func(m measured) float64 { return ratio(m.wall, ideal) })
+		want, rssWant := 0.0, int64(0)
+		switch n {
+		case 100:
+			want = 1.3
+		case 10_000:
+			want, rssWant = 1.1, 64<<20
+		}
+		verdict := ""
+		if want > 0 {
+			verdict = target(applies, slices.Min(ratios) <= want, median1(ratios) <= want, fmt.Sprintf("<= %.1fx", want))
+		}
+		if rssWant > 0 {
+			v := target(applies, peak(ms) < rssWant, peak(ms) < rssWant, "RSS < 64 MB")
+			if v != "" {
+				verdict += "; " + v
+			}
+		}
+		out = append(out, line{
+			fmt.Sprintf("%d: %s, %s", n, spread(ms, func(m measured) string { return m.wall.Round(time.Millisecond).String() }), ideal.Round(time.Millisecond)),
+			fmt.Sprintf("%.2fx, %s", median1(ratios), mb(peak(ms))),
+			verdict,
+		})
+	}
+	return out, nil
+}
+
+// writePathCase compares syncer's write path with sqlite3's own .import of
+// the same rows into the same table: one portfolio of -big investments,
+// the sandbox without latency serving its prebuilt answer (encoded when
+// the investor was added, so its own CPU barely counts). syncer's rate is
+// rows over the whole `syncer -once` (start, refresh, fetch, decode,
+// write); .import's is rows over the whole `sqlite3` command, into a fresh
+// snapshots.db made by syncer's own schema and pragmas (WAL, 16 KiB pages),
+// with synchronous=NORMAL as syncer sets it. sqlite3 does not check the
+// foreign key (its shell leaves foreign_keys off), which flatters it.
+func writePathCase(ctx context.Context, c config, work string, step func(string, ...any)) ([]line, error) {
+	if _, err := exec.LookPath("sqlite3"); err != nil {
+		return []line{section("write path: skipped, sqlite3 is not installed")}, nil
+	}
+	sb, err := sandbox.Start(sandbox.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer sb.Close()
+	n := c.big
+	step("write path: creating an investor with %d investments", n)
+	accounts := fixture.Populate(sb, fixture.Spec{EstateGuru: 1, Investments: n, Prefix: "write-"})
+	ms, dir, err := runSyncerWith(ctx, c, sb, work, "write", accounts, 1, n, step, runOptions{})
+	if err != nil {
+		return nil, err
+	}
+	csvPath := filepath.Join(work, "write-rows.csv")
+	csvFile, err := os.Create(csvPath)
+	if err != nil {
+		return nil, err
+	}
+	export := exec.CommandContext(ctx, "sqlite3", "-readonly", "-csv", filepath.Join(dir, "snapshots.db"), "SELECT * FROM estateguru_investment")
+	var exportErr strings.Builder
+	export.Stdout, export.Stderr = csvFile, &exportErr
+	if err := export.Run(); err != nil {
+		csvFile.Close()
+		return nil, fmt.Errorf("exporting the rows: %v %s", err, exportErr.String())
+	}
+	if err := csvFile.Close(); err != nil {
+		return nil, err
+	}
+	var imports []measured
+	for i := range c.runs {
+		idir := filepath.Join(work, fmt.Sprintf("import-%d", i+1))
+		if err := fixture.Connect(ctx, sb, idir, accounts); err != nil { // syncer's schema and pragmas, no rows
+			return nil, err
+		}
+		step("write path: sqlite3 .import, run %d of %d", i+1, c.runs)
+		m, err := measure(ctx, sb, "sqlite3", []string{"-cmd", "PRAGMA synchronous=NORMAL", filepath.Join(idir, "snapshots.db"),
+			".import --csv " + csvPath + " estateguru_investment"}, baseEnv())
+		if err != nil {
+			return nil, err
+		}
+		if got, err := countRows(ctx, idir); err != nil || got != n {
+			return nil, fmt.Errorf("sqlite3 .import stored %d rows (%v), want %d", got, err, n)
+		}
+		imports = append(imports, m)
+	}
+	syncerRate := perSecond(n, median(ms).wall)
+	importRate := perSecond(n, median(imports).wall)
+	r := syncerRate / importRate
+	applies := n == 100_000
+	return []line{
+		section(fmt.Sprintf("write path: %d investments in one EstateGuru portfolio, no latency, the sandbox serving a prebuilt answer,\n"+
+			"against sqlite3 .import of the same rows into the same (empty) table; both whole processes, same run", n)),
+		{"syncer -once: wall", spread(ms, func(m measured) string { return m.wall.Round(time.Millisecond).String() }), ""},
+		{"syncer -once: rows per second", fmt.Sprintf("%.0f", syncerRate), ""},
+		{"sqlite3 .import: wall", spread(imports, func(m measured) string { return m.wall.Round(time.Millisecond).String() }), ""},
+		{"sqlite3 .import: rows per second", fmt.Sprintf("%.0f", importRate), ""},
+		{"syncer / sqlite3 .import", fmt.Sprintf("%.2fx", r), target(applies, r >= 0.8, r >= 0.8, ">= 0.8x")},
+		{"syncer peak memory (max RSS)", mb(peak(ms)), target(applies, peak(ms) < 150<<20, peak(ms) < 150<<20, "< 150 MB")},
+	}, nil
+}
+
+func countRows(ctx context.Context, dir string) (int, error) {
+	db, err := store.OpenReports(ctx, dir)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var n int
+	err = db.QueryRowContext(ctx, "SELECT count(*) FROM estateguru_investment").Scan(&n)
+	return n, err
+}
+
+func extraNote(env string) string {
+	if strings.TrimSpace(env) == "" {
+		return ""
+	}
+	return "; with " + env
+}
