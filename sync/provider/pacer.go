@@ -234,7 +234,7 @@ const (
 // API answers a breach with 403) or a 5xx.
 //
 // Until the first cut, every clean answer to a request that had to wait for
-// the pacer adds Start requests a second (the rate doubles about every
+// the pacer (half its spacing or more) adds Start requests a second (the rate doubles about every
 // second, like TCP's slow start); after a cut, each such answer adds
 // 1/rate (one request a second more each second: additive increase). A
 // request that did not wait says nothing about the rate, so a host held
@@ -313,10 +313,13 @@ func (p *AIMDPacer) Wait(ctx context.Context) (func(int, http.Header), error) {
 	if p.next.After(at) {
 		at = p.next
 	}
-	p.next = at.Add(time.Duration(float64(time.Second) / p.rate))
-	waited := at.After(now)
+	spacing := time.Duration(float64(time.Second) / p.rate)
+	p.next = at.Add(spacing)
+	// Held back by the rate, not by a chance meeting with another request:
+	// only then does a clean answer say the rate could be higher.
+	waited := at.Sub(now) >= spacing/2
 	p.mu.Unlock()
-	if waited {
+	if at.After(now) {
 		t := time.NewTimer(at.Sub(now))
 		defer t.Stop()
 		select {
