@@ -58,13 +58,15 @@ type config struct {
 	work             string
 	keep             bool
 
-	defaults         bool
-	defaultsConns    int
-	defaultsEnv      string
-	writePath        bool
-	scale            bool
-	scaleSizes       []int
-	scaleConcurrency int
+	defaults          bool
+	defaultsConns     int
+	defaultsEnv       string
+	writePath         bool
+	storage           bool
+	storagePortfolios int
+	scale             bool
+	scaleSizes        []int
+	scaleConcurrency  int
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -88,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&c.defaultsConns, "defaults-connections", 1000, "connections in the default-settings case (half each provider, EverReal over 10 tenant hosts)")
 	fs.StringVar(&c.defaultsEnv, "defaults-env", "", "extra VAR=value settings (space-separated) for the default-settings case, e.g. SYNCER_PACING=off to compare")
 	fs.BoolVar(&c.writePath, "write-path", true, "the write-path case: -big investments in one portfolio without latency, against sqlite3's .import of the same rows")
+	fs.BoolVar(&c.storage, "storage", true, "the storage case: -storage-portfolios portfolios of 1,000 investments over 30 daily periods, 10% changing each (in process, a day per run)")
+	fs.IntVar(&c.storagePortfolios, "storage-portfolios", 10, "portfolios in the storage case")
 	fs.BoolVar(&c.scale, "scale", false, "only the scaling table (-scale-sizes at -scale-concurrency, pacing off), nothing else: several minutes")
 	scaleSizes := "100,1000,10000"
 	fs.StringVar(&scaleSizes, "scale-sizes", scaleSizes, "comma-separated connection counts for -scale")
@@ -112,7 +116,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if c.scale {
 		// The scaling table alone: the other cases have their own run.
-		c.connections, c.big, c.defaults, c.writePath, c.baseline = 0, 0, false, false, ""
+		c.connections, c.big, c.defaults, c.writePath, c.storage, c.baseline = 0, 0, false, false, false, ""
 	}
 	for _, f := range strings.Split(bigConns, ",") {
 		if f = strings.TrimSpace(f); f == "" {
@@ -286,6 +290,13 @@ func bench(ctx context.Context, c config, out, progress io.Writer) error {
 	}
 	if c.writePath && c.big > 0 {
 		lines, err := writePathCase(ctx, c, work, step)
+		if err != nil {
+			return err
+		}
+		report = append(report, lines...)
+	}
+	if c.storage && c.storagePortfolios > 0 {
+		lines, err := storageCase(ctx, c, work, step)
 		if err != nil {
 			return err
 		}
