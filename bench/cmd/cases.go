@@ -118,7 +118,7 @@ func scaleCase(ctx context.Context, c config, sb *sandbox.Sandbox, work string, 
 		section(fmt.Sprintf("scaling: connections (half each provider, %d investments per EstateGuru one), SYNCER_CONCURRENCY=%d, %s latency,\n"+
 			"SYNCER_PACING=off and SYNCER_RATE_LIMIT=0 (the sandbox enforces no limit); ideal = requests x latency / concurrency",
 			c.investments, conc, c.latency)),
-		{"connections: wall [range], ideal", "wall / ideal, peak RSS", ""},
+		{"connections: wall [range], ideal", "wall / ideal, peak RSS, CPU syncer + sandbox", ""},
 	}
 	for _, n := range c.scaleSizes {
 		half := n / 2
@@ -156,7 +156,8 @@ func scaleCase(ctx context.Context, c config, sb *sandbox.Sandbox, work string, 
 		}
 		out = append(out, line{
 			fmt.Sprintf("%d: %s, %s", n, spread(ms, func(m measured) string { return m.wall.Round(time.Millisecond).String() }), ideal.Round(time.Millisecond)),
-			fmt.Sprintf("%.2fx, %s", median1(ratios), mb(peak(ms))),
+			fmt.Sprintf("%.2fx, %s, %s + %s", median1(ratios), mb(peak(ms)),
+				median(ms).cpu.Round(10*time.Millisecond), median(ms).sandboxCPU.Round(10*time.Millisecond)),
 			verdict,
 		})
 	}
