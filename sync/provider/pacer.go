@@ -234,9 +234,11 @@ const (
 // API answers a breach with 403) or a 5xx.
 //
 // Until the first cut, every clean answer to a request that had to wait for
-// the pacer (half its spacing or more) adds Start requests a second (the rate doubles about every
-// second, like TCP's slow start); after a cut, each such answer adds
-// 1/rate (one request a second more each second: additive increase). A
+// the pacer (half its spacing or more) adds Start requests a second: while
+// the rate is what holds the host back, answers come at the rate, so it
+// grows exponentially, doubling in well under a second from 4/s (like TCP's
+// slow start). After a cut, each such answer adds 1/rate (one request a
+// second more each second: additive increase). A
 // request that did not wait says nothing about the rate, so a host held
 // back by anything else (SYNCER_CONCURRENCY) does not ramp without bound.
 // One cut per burst: answers to requests sent before the last cut do not
