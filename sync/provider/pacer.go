@@ -51,8 +51,8 @@ type HeaderPacer struct {
 	limit     int
 	left      int       // requests that may still go out in this window
 	resetAt   time.Time // when the window starts afresh
-	gen       int       // the window's number, counted here
-	confirmed bool      // an answer sent in this window said when it ends
+	confirmed bool      // an answer about this window said when it ends
+	rolledAt  time.Time // when this window began here (the last one's end, as we knew it)
 	inflight  int
 }
 
@@ -101,8 +101,7 @@ func (p *HeaderPacer) Wait(ctx context.Context) (func(int, http.Header), error) 
 			// (sent in the old window, it may be counted in the new one).
 			// It ends a minute from now at the latest; its first answer
 			// says when.
-			p.gen++
-			p.confirmed = false
+			p.confirmed, p.rolledAt = false, now
 			p.left = max(0, p.limit-p.inflight)
 			p.resetAt = now.Add(time.Minute)
 			continue
@@ -138,12 +137,11 @@ func (p *HeaderPacer) Wait(ctx context.Context) (func(int, http.Header), error) 
 // send counts a request going out and unlocks. Callers hold p.mu.
 func (p *HeaderPacer) send() func(int, http.Header) {
 	p.inflight++
-	gen := p.gen
 	p.mu.Unlock()
-	return func(status int, h http.Header) { p.done(gen, status, h) }
+	return p.done
 }
 
-func (p *HeaderPacer) done(gen, status int, h http.Header) {
+func (p *HeaderPacer) done(status int, h http.Header) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	defer p.changed()
@@ -162,7 +160,7 @@ func (p *HeaderPacer) done(gen, status int, h http.Header) {
 			p.known, p.free = true, false
 			p.limit = max(p.limit, 1)
 			p.left = 0
-			p.resetAt = later(p.resetAt, now.Add(min(max(parseRetryAfter(h, status), time.Second), maxHold)))
+			p.resetAt = now.Add(min(max(parseRetryAfter(h, status), time.Second), maxHold))
 			p.confirmed = true
 		} else if !p.known {
 			p.free = true
@@ -175,31 +173,34 @@ func (p *HeaderPacer) done(gen, status int, h http.Header) {
 	left := max(0, rem-p.inflight)
 	if status == http.StatusTooManyRequests {
 		// Retry-After, when given, says more than the window's Reset.
-		left = 0
-		resetAt = now.Add(min(parseRetryAfter(h, status), maxHold))
+		p.known, p.free, p.limit = true, false, max(limit, 1)
+		p.left, p.resetAt, p.confirmed = 0, now.Add(min(parseRetryAfter(h, status), maxHold)), true
+		return
 	}
+	// Which window the answer speaks of is told by when it says that
+	// window ends, not by when the request left: a request sent in the
+	// last moments of one window may be counted by the host in the next.
+	const slack = time.Second + time.Second/2 // Reset is rounded up to whole seconds
 	switch {
-	case !p.known, resetAt.Sub(p.resetAt) > time.Second+time.Second/2:
-		// The first word from the host, or a window newer than ours.
+	case !p.known:
+		// The first word from the host.
 		p.left, p.resetAt, p.confirmed = left, resetAt, true
-	case gen == p.gen:
-		p.left = min(p.left, left)
-		if !p.confirmed || status == http.StatusTooManyRequests {
-			p.resetAt, p.confirmed = resetAt, true
+	case !p.confirmed:
+		// Our window began when the last one should have ended; an answer
+		// whose window ends well after that is about ours (its first
+		// word), one whose window ended about then is about the last.
+		if resetAt.After(p.rolledAt.Add(slack)) {
+			p.left, p.resetAt, p.confirmed = min(p.left, left), resetAt, true
 		}
-	case status == http.StatusTooManyRequests:
-		// An answer from an earlier window: only a refusal counts.
-		p.left = 0
-		p.resetAt = later(p.resetAt, resetAt)
+	case resetAt.After(p.resetAt.Add(slack)):
+		// A window newer than ours: the host started it before we did.
+		p.left, p.resetAt = left, resetAt
+	case !resetAt.Before(p.resetAt.Add(-slack)):
+		// Ours.
+		p.left = min(p.left, left)
 	}
+	// An answer about a window already over says nothing now.
 	p.known, p.free, p.limit = true, false, limit
-}
-
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 func headerInt(h http.Header, name string) (int, bool) {

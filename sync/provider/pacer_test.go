@@ -87,19 +87,21 @@ func burst(t *testing.T, h *HTTP, url string, n, workers int) []error {
 }
 
 func TestHeaderPacerNeverDrawsA429(t *testing.T) {
-	srv := &limitServer{limit: 20, window: time.Second}
+	// Windows of 3 s: X-RateLimit-Reset is in whole seconds, so a window
+	// must be a few of them for its answers to tell it from the last one.
+	srv := &limitServer{limit: 10, window: 3 * time.Second}
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	// No retries: a 429 would be a failed call.
 	h := &HTTP{Client: ts.Client(), Pacer: NewHeaderPacer()}
-	errs := burst(t, h, ts.URL, 50, 8)
+	errs := burst(t, h, ts.URL, 25, 8)
 	if len(errs) > 0 {
 		t.Fatalf("%d calls failed, first: %v", len(errs), errs[0])
 	}
 	if srv.refused != 0 {
 		t.Fatalf("the server answered 429 %d times, want 0", srv.refused)
 	}
-	if got, want := srv.ok, 50; got != want {
+	if got, want := srv.ok, 25; got != want {
 		t.Fatalf("server answered %d requests, want %d", got, want)
 	}
 }
@@ -294,5 +296,57 @@ func TestAIMDPacerKeepsUnderTheCeiling(t *testing.T) {
 	}
 	if got := p.Rate(); got > 50 {
 		t.Fatalf("rate = %v, over the ceiling 50", got)
+	}
+}
+
+func rateHeaders(limit, remaining, reset int) http.Header {
+	h := http.Header{}
+	h.Set("X-RateLimit-Limit", strconv.Itoa(limit))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
+	h.Set("X-RateLimit-Reset", strconv.Itoa(reset))
+	return h
+}
+
+// Answers are placed in their window by the end they name, not by when
+// their request left: one sent in the last moments of a window and counted
+// by the host in the next lowers the next window's budget; one about the
+// window that ended changes nothing.
+func TestHeaderPacerPlacesAnswersInTheirWindow(t *testing.T) {
+	start := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+	now := start
+	p := NewHeaderPacer()
+	p.Now = func() time.Time { return now }
+	ctx := context.Background()
+	wait := func() func(int, http.Header) {
+		t.Helper()
+		done, err := p.Wait(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return done
+	}
+	wait()(http.StatusOK, rateHeaders(10, 9, 10)) // the window ends at +10 s
+	var late []func(int, http.Header)
+	for range 9 { // the rest of the budget goes out at +9 s
+		now = start.Add(9 * time.Second)
+		late = append(late, wait())
+	}
+	// The window is over: the new one's budget is the limit less the nine
+	// still in flight, so one more may go.
+	now = start.Add(10*time.Second + 500*time.Millisecond)
+	late = append(late, wait())
+	// One of the nine was counted in the new window, which has 5 left and
+	// ends 10 s from now: with 9 others in flight, nothing may go.
+	late[0](http.StatusOK, rateHeaders(10, 5, 10))
+	// Another was counted in the old window just before it ended.
+	late[1](http.StatusOK, rateHeaders(10, 0, 1))
+	p.mu.Lock()
+	left, resetAt := p.left, p.resetAt
+	p.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("budget left = %d, want 0", left)
+	}
+	if want := now.Add(10 * time.Second); !resetAt.Equal(want) {
+		t.Fatalf("window ends at +%s, want +%s (the new window's end)", resetAt.Sub(start), want.Sub(start))
 	}
 }
