@@ -43,7 +43,11 @@ func withoutVars(env []string, names ...string) []string {
 // SYNCER_RATE_LIMIT and SYNCER_PACING unset) against a sandbox that
 // enforces EverReal's 300 requests a minute per host, as EverReal does.
 func defaultsCase(ctx context.Context, c config, work string, step func(string, ...any)) ([]line, error) {
-	const hosts, perMinute = 10, sandbox.EverRealRateLimitPerMinute
+	const hosts = 10
+	perMinute := c.defaultsLimit
+	if perMinute <= 0 {
+		perMinute = sandbox.EverRealRateLimitPerMinute
+	}
 	sb, err := sandbox.Start(sandbox.Options{Latency: c.latency, RateLimit: perMinute, EverRealHosts: hosts})
 	if err != nil {
 		return nil, err
@@ -92,7 +96,7 @@ func defaultsCase(ctx context.Context, c config, work string, step func(string, 
 	for _, r := range perHost {
 		maxPerHost = max(maxPerHost, r)
 	}
-	applies := c.latency == 50*time.Millisecond && n == 1000 && c.investments == 50
+	applies := c.latency == 50*time.Millisecond && n == 1000 && c.investments == 50 && perMinute == sandbox.EverRealRateLimitPerMinute
 	return []line{
 		section(fmt.Sprintf("default settings: %d connections (%d EverReal over %d tenant hosts, %d EstateGuru with %d investments each), %s latency,\n"+
 			"sandbox enforcing %d requests/min per EverReal host; SYNCER_CONCURRENCY, SYNCER_RATE_LIMIT, SYNCER_PACING unset (defaults)",

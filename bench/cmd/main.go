@@ -61,6 +61,7 @@ type config struct {
 	defaults          bool
 	defaultsConns     int
 	defaultsEnv       string
+	defaultsLimit     int
 	writePath         bool
 	storage           bool
 	storagePortfolios int
@@ -88,6 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&c.keep, "keep", false, "keep the data directories for inspection")
 	fs.BoolVar(&c.defaults, "defaults", true, "the default-settings case: syncer's defaults against a sandbox enforcing EverReal's 300 requests/min per tenant host")
 	fs.IntVar(&c.defaultsConns, "defaults-connections", 1000, "connections in the default-settings case (half each provider, EverReal over 10 tenant hosts)")
+	fs.IntVar(&c.defaultsLimit, "defaults-limit", 300, "requests per minute the sandbox allows each EverReal host in the default-settings case (EverReal's is 300; lower makes the limit bind)")
 	fs.StringVar(&c.defaultsEnv, "defaults-env", "", "extra VAR=value settings (space-separated) for the default-settings case, e.g. SYNCER_PACING=off to compare")
 	fs.BoolVar(&c.writePath, "write-path", true, "the write-path case: -big investments in one portfolio without latency, against sqlite3's .import of the same rows")
 	fs.BoolVar(&c.storage, "storage", true, "the storage case: -storage-portfolios portfolios of 1,000 investments over 30 daily periods, 10% changing each (in process, a day per run)")
