@@ -281,6 +281,8 @@ func selectConnections(conns []store.Connection, only []string) ([]store.Connect
 // syncConnection syncs one connection and records its result. It returns
 // the connection's error, scrubbed of secrets, or nil.
 func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connection, runLog *slog.Logger, turn *turn) (err error) {
+	// Waiting out a host's rate limit, give the slot to another host (hostqueue.go).
+	ctx = provider.WithWaitHook(ctx, func() func() error { return turn.stepAside(ctx) })
 	log := runLog.With("connection", c.Name, "provider", c.Provider)
 	started := s.now()
 	var secrets []string

@@ -79,8 +79,12 @@ func (p *HeaderPacer) changed() {
 	p.cond = make(chan struct{})
 }
 
-// Wait implements Pacer.
+// Wait implements Pacer. When the budget is spent and the window's end is
+// more than longWait away, it calls the context's WaitHook first (so the
+// caller can give its place to work for another host), and the hook's
+// resume before the request leaves.
 func (p *HeaderPacer) Wait(ctx context.Context) (func(int, http.Header), error) {
+	var resume func() error // set while the caller has stepped aside
 	p.mu.Lock()
 	for {
 		if p.cond == nil {
@@ -88,6 +92,18 @@ func (p *HeaderPacer) Wait(ctx context.Context) (func(int, http.Header), error) 
 		}
 		now := p.now()
 		var wait time.Duration
+		// About to let the request go: the caller takes its place back
+		// first, without the lock, and the budget is looked at again.
+		if resume != nil && (p.free || (!p.known && !p.probing) || (p.known && (p.left > 0 || !now.Before(p.resetAt)))) {
+			p.mu.Unlock()
+			err := resume()
+			resume = nil
+			if err != nil {
+				return nil, err
+			}
+			p.mu.Lock()
+			continue
+		}
 		switch {
 		case p.free:
 			return p.send(), nil
@@ -110,6 +126,12 @@ func (p *HeaderPacer) Wait(ctx context.Context) (func(int, http.Header), error) 
 			return p.send(), nil
 		default:
 			wait = p.resetAt.Sub(now)
+			if hook := waitHookOf(ctx); hook != nil && resume == nil && wait > longWait {
+				p.mu.Unlock()
+				resume = hook()
+				p.mu.Lock()
+				continue
+			}
 		}
 		cond := p.cond
 		p.mu.Unlock()
@@ -139,6 +161,30 @@ func (p *HeaderPacer) send() func(int, http.Header) {
 	p.inflight++
 	p.mu.Unlock()
 	return p.done
+}
+
+// longWait is how long a wait for a host's budget must be before the
+// caller is asked to step aside (WaitHook).
+const longWait = 200 * time.Millisecond
+
+// WaitHook, set in a call's context with WithWaitHook, is called when a
+// pacer is about to hold the call back for long (its host's budget is
+// spent); it returns the function to call before the request leaves, which
+// may block (to take a network slot again) and fails when the caller must
+// give up.
+type WaitHook func() (resume func() error)
+
+type waitHookKey struct{}
+
+// WithWaitHook returns a context whose calls run hook when a pacer holds
+// them back for long.
+func WithWaitHook(ctx context.Context, hook WaitHook) context.Context {
+	return context.WithValue(ctx, waitHookKey{}, hook)
+}
+
+func waitHookOf(ctx context.Context) WaitHook {
+	h, _ := ctx.Value(waitHookKey{}).(WaitHook)
+	return h
 }
 
 func (p *HeaderPacer) done(status int, h http.Header) {

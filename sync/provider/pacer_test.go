@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -348,5 +349,42 @@ func TestHeaderPacerPlacesAnswersInTheirWindow(t *testing.T) {
 	}
 	if want := now.Add(10 * time.Second); !resetAt.Equal(want) {
 		t.Fatalf("window ends at +%s, want +%s (the new window's end)", resetAt.Sub(start), want.Sub(start))
+	}
+}
+
+// While a host's budget is spent, the caller is asked to step aside (so its
+// slot can serve another host) and takes its place back before its request
+// leaves; a request that goes at once is never asked.
+func TestHeaderPacerLetsAHeldCallerStepAside(t *testing.T) {
+	p := NewHeaderPacer()
+	var events []string
+	ctx := WithWaitHook(context.Background(), func() func() error {
+		events = append(events, "step aside")
+		return func() error {
+			events = append(events, "resume")
+			return nil
+		}
+	})
+	done, err := p.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done(http.StatusOK, rateHeaders(2, 1, 1)) // one left; the window ends within a second
+	done, err = p.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 0 {
+		t.Fatalf("events %v for a request within the budget, want none", events)
+	}
+	done(http.StatusOK, rateHeaders(2, 0, 1))
+	done, err = p.Wait(ctx) // held until the window ends
+	if err != nil {
+		t.Fatal(err)
+	}
+	events = append(events, "sent")
+	done(http.StatusOK, rateHeaders(2, 1, 60))
+	if got, want := fmt.Sprint(events), "[step aside resume sent]"; got != want {
+		t.Fatalf("events %s, want %s", got, want)
 	}
 }
