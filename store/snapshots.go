@@ -34,8 +34,7 @@ type EstateGuruSnapshot struct {
 	Currency  string
 	CashCents int64
 	// Investments yields the portfolio's lines in the answer's order; it
-	// is read once, as the rows are written, so a caller may still be
-	// decoding them (estateguru.Stream). An error ends the save with
+	// is read once, as the rows are written. An error ends the save with
 	// nothing of it stored. A sequence rather than a slice also spares a
 	// caller holding its own decoded type a copy: for 100,000 investments
 	// that copy was 11 MB and 50-100 ms.

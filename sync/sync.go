@@ -578,26 +578,9 @@ func everRealSnapshot(u *everreal.User) store.EverRealSnapshot {
 	return snap
 }
 
-// saveEstateGuru stores an answer while it is decoded (estateguru.Stream):
-// for a large portfolio the decoding then overlaps the writing. An answer
-// the stream declines (an error answer, or anything unusual) is decoded in
-// full instead, which gives its error or its portfolio, and stored in a
-// second transaction; the first one, if it began, stored nothing.
+// saveEstateGuru decodes an answer and stores it. An answer may turn out to
+// be an error answer only now, as it is decoded.
 func saveEstateGuru(ctx context.Context, st Store, id int64, period, at time.Time, answer *estateguru.Answer) error {
-	stream := answer.Stream()
-	defer stream.Close()
-	currency, cash, ok, err := stream.Header(ctx)
-	if err != nil {
-		return err
-	}
-	if ok {
-		snap := store.EstateGuruSnapshot{Currency: currency, CashCents: cash, Raw: answer.Raw(),
-			Investments: converted(stream.Investments())}
-		err := st.SaveEstateGuru(ctx, id, period, at, snap)
-		if !errors.Is(err, estateguru.ErrNotStreamed) {
-			return err
-		}
-	}
 	p, err := answer.Decode()
 	if err != nil {
 		return err
