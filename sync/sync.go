@@ -1,15 +1,17 @@
 // Package sync runs syncs: for each connection, make sure its token is fresh,
 // fetch its data, hand the result to the store. It also holds the scheduler.
 //
-// It talks to the providers and the store through the small interfaces
-// below; cmd/syncer wires the real ones.
+// It talks to the store through the Store interface below and to each
+// provider through Provider (providers.go), whose adapters for EverReal and
+// EstateGuru are here too; cmd/syncer wires the real ones. One connection's
+// sync reads top to bottom in syncConnection: lock, token (tokenSource,
+// token.go), fetch, save, record; slots.go bounds how many run at once.
 package sync
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"iter"
 	"log/slog"
 	"runtime/debug"
 	stdsync "sync"
@@ -19,23 +21,6 @@ import (
 	"github.com/syncerhq/syncer/sync/estateguru"
 	"github.com/syncerhq/syncer/sync/everreal"
 	"github.com/syncerhq/syncer/sync/provider"
-)
-
-// EverReal is what a sync needs of an EverReal client bound to one base URL.
-type EverReal interface {
-	Refresh(ctx context.Context, refresh provider.Secret) (provider.Token, error)
-	Me(ctx context.Context, access provider.Secret) (*everreal.User, error)
-}
-
-// EstateGuru is what a sync needs of an EstateGuru client bound to one base URL.
-type EstateGuru interface {
-	Refresh(ctx context.Context, refresh provider.Secret) (provider.Token, error)
-	FetchInvestments(ctx context.Context, access provider.Secret) (*estateguru.Answer, error)
-}
-
-var (
-	_ EverReal   = (*everreal.Client)(nil)
-	_ EstateGuru = (*estateguru.Client)(nil)
 )
 
 // Store is what a sync needs of the store.
@@ -56,12 +41,6 @@ type Store interface {
 
 var _ Store = (*store.Store)(nil)
 
-// Clients makes a provider client for a connection's base URL.
-type Clients struct {
-	EverReal   func(baseURL string) EverReal
-	EstateGuru func(baseURL string) EstateGuru
-}
-
 // Run triggers, as recorded in sync_runs.
 const (
 	TriggerSchedule = "schedule"
@@ -71,9 +50,10 @@ const (
 
 // Syncer runs syncs. Set the fields, then call Run.
 type Syncer struct {
-	Store   Store
-	Clients Clients
-	Log     *slog.Logger
+	Store Store
+	// Providers makes each connection's Provider, by provider name.
+	Providers Providers
+	Log       *slog.Logger
 
 	// Concurrency is how many connections sync at once (default 4).
 	Concurrency int
@@ -94,39 +74,8 @@ type Syncer struct {
 	// WAL checkpoints. It cannot fail the run; it logs its own errors.
 	AfterRun func(ctx context.Context, sum Summary)
 
-	// unsaved holds refreshed tokens whose save failed (the disk filled
-	// between the write check and the save, say), by connection. The
-	// provider may have rotated the refresh token, making the stored one
-	// dead, so this is the only good one: this process's next run saves it
-	// before anything else.
-	unsaved   map[int64]unsavedToken
-	unsavedMu stdsync.Mutex
-}
-
-type unsavedToken struct {
-	tok provider.Token
-	// replaces is the refresh token it was refreshed from. Only while that
-	// one is still the stored one is it saved: anything else stored since
-	// (a re-connect, or this very token, if only a later step of the save
-	// failed) is at least as new and wins.
-	replaces provider.Secret
-}
-
-func (s *Syncer) keepUnsaved(connID int64, u unsavedToken) {
-	s.unsavedMu.Lock()
-	defer s.unsavedMu.Unlock()
-	if s.unsaved == nil {
-		s.unsaved = make(map[int64]unsavedToken)
-	}
-	s.unsaved[connID] = u
-}
-
-func (s *Syncer) takeUnsaved(connID int64) (unsavedToken, bool) {
-	s.unsavedMu.Lock()
-	defer s.unsavedMu.Unlock()
-	u, ok := s.unsaved[connID]
-	delete(s.unsaved, connID)
-	return u, ok
+	// kept holds refreshed tokens whose save failed, for the next run.
+	kept keptTokens
 }
 
 // Summary is a run's outcome.
@@ -266,12 +215,13 @@ func selectConnections(conns []store.Connection, only []string) ([]store.Connect
 	return out, nil
 }
 
-// syncConnection syncs one connection and records its result. It returns
-// the connection's error, scrubbed of secrets, or nil.
+// syncConnection syncs one connection and records its result: lock, token,
+// fetch, save, record. It returns the connection's error, scrubbed of
+// secrets, or nil.
 func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connection, runLog *slog.Logger, turn *turn) (err error) {
 	log := runLog.With("connection", c.Name, "provider", c.Provider)
 	started := s.now()
-	var secrets []string
+	var tokens *tokenSource
 	unlock := func() {}
 	defer func() {
 		if p := recover(); p != nil {
@@ -279,8 +229,8 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 			err = fmt.Errorf("internal error: %v", p)
 		}
 		// Whatever happened, the message stored and logged holds no token.
-		if err != nil {
-			err = scrubbed(err, secrets)
+		if err != nil && tokens != nil {
+			err = scrubbed(err, tokens.Secrets())
 		}
 		if ctx.Err() != nil && err != nil {
 			err = &interruptedError{err}
@@ -296,167 +246,61 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		return err
 	}
 	unlock = u
-
-	stored, err := s.Store.Token(ctx, c.ID)
+	p, perr := s.provider(c)
+	tokens, err = s.newTokenSource(ctx, c.ID, p, log)
 	if errors.Is(err, store.ErrNoToken) {
 		return fmt.Errorf("%s: no tokens stored for this connection; run `syncer connect` or `syncer import` for it", c.Provider)
 	}
 	if err != nil {
 		return err
 	}
-	if u, ok := s.takeUnsaved(c.ID); ok && u.replaces == stored.Token.Refresh {
-		secrets = append(secrets, u.tok.Secrets()...)
-		if err := s.Store.SaveToken(context.WithoutCancel(ctx), c.ID, u.tok); err != nil {
-			s.keepUnsaved(c.ID, u)
-			return fmt.Errorf("the token refreshed in an earlier run still cannot be saved (it stays in memory): %w", err)
-		}
-		log.Info("saved the token refreshed in an earlier run")
-		stored.Token = u.tok
+	if perr != nil {
+		return perr
 	}
-	tok := stored.Token
-	secrets = append(secrets, tok.Secrets()...)
-
-	conn, err := s.bind(c)
-	if err != nil {
-		return err
-	}
-	refresh := func() error {
-		// A refresh may rotate the token: never ask for one that could
-		// not be saved.
-		if err := s.Store.CheckWritable(ctx); err != nil {
-			return fmt.Errorf("not refreshing, a new token could not be saved: %w", err)
-		}
-		// A grant once sent is seen through a shutdown (for a few seconds):
-		// EstateGuru rotates on every refresh, so abandoning the answer
-		// would lose the only valid refresh token.
-		grantCtx, cancel := withGrace(ctx, grantGrace)
-		defer cancel()
-		fresh, err := conn.refresh(grantCtx, tok.Refresh)
-		if err != nil {
-			return err
-		}
-		secrets = append(secrets, fresh.Secrets()...)
-		// Durable before use: if the provider rotated the refresh token,
-		// the old one is dead, and a crash now must not lose the new one.
-		if err := s.Store.SaveToken(context.WithoutCancel(ctx), c.ID, fresh); err != nil {
-			s.keepUnsaved(c.ID, unsavedToken{tok: fresh, replaces: tok.Refresh})
-			return fmt.Errorf("saving the refreshed token: %w (it is kept in memory and saved by this process's next run; if syncer stops before that, the connection may need `syncer connect` again)", err)
-		}
-		tok = fresh
-		log.Debug("token refreshed", "access_expires_at", fresh.AccessExpiresAt, "refresh_expires_at", fresh.RefreshExpiresAt)
-		return nil
-	}
-
-	refreshed := false
-	if tok.Access.IsZero() || tok.AccessExpiresAt.IsZero() || !tok.AccessExpiresAt.After(s.now().Add(s.refreshMargin())) {
-		if err := refresh(); err != nil {
-			return err
-		}
-		refreshed = true
-	}
-	fetchAndSave := func() error {
-		fetchedAt := s.now()
-		save, err := conn.fetch(ctx, tok.Access)
-		if err != nil {
-			return err
-		}
-		if err := turn.toSave(ctx); err != nil {
-			return err
-		}
-		// An answer may turn out to be an error answer only while it is
-		// decoded, which can happen here, as it is stored.
-		return save(ctx, s.Store, c.ID, store.PeriodStart(fetchedAt, s.period()), fetchedAt)
-	}
-	err = fetchAndSave()
-	if provider.KindOf(err) == provider.KindInvalidToken && !refreshed {
+	err = s.fetchAndSave(ctx, c, p, tokens, turn)
+	if provider.KindOf(err) == provider.KindInvalidToken && tokens.Invalidate() {
 		// The access token died early (revoked, or the clock is off): one
 		// refresh, one retry.
 		log.Info("access token refused; refreshing and retrying once")
 		if err := turn.toNetwork(ctx); err != nil {
 			return err
 		}
-		if err := refresh(); err != nil {
-			return err
-		}
-		err = fetchAndSave()
+		err = s.fetchAndSave(ctx, c, p, tokens, turn)
 	}
 	return err
 }
 
-// slots bound what a run does at once. network holds the connections
-// talking to their providers (SYNCER_CONCURRENCY of them). A connection
-// whose answer is in hand trades its network slot for a save slot, so the
-// next connection's requests go out while it waits for the store's single
-// writer: with 100 portfolios of 1,000 investments the writes had kept the
-// network idle for half the run. Two save slots keep the writer busy (one
-// writing, one ready); more would only hold more decoded answers in memory.
-type slots struct {
-	network chan struct{}
-	save    chan struct{}
+// fetchAndSave fetches the connection's data with a fresh access token and
+// stores it, holding a save slot for the store's writer.
+func (s *Syncer) fetchAndSave(ctx context.Context, c store.Connection, p Provider, tokens *tokenSource, turn *turn) error {
+	access, err := tokens.Token(ctx)
+	if err != nil {
+		return err
+	}
+	fetchedAt := s.now()
+	snap, err := p.Fetch(ctx, access)
+	if err != nil {
+		return err
+	}
+	if err := turn.toSave(ctx); err != nil {
+		return err
+	}
+	return snap.Save(ctx, s.Store, c.ID, store.PeriodStart(fetchedAt, s.period()), fetchedAt)
 }
 
-func newSlots(concurrency int) *slots {
-	return &slots{network: make(chan struct{}, concurrency), save: make(chan struct{}, 2)}
-}
-
-// turn is one connection's passage through the slots. Its network slot is
-// taken before it starts (Run waits for it there, so a cancelled run starts
-// no more connections).
-func (s *slots) turn() *turn { return &turn{slots: s, network: true} }
-
-type turn struct {
-	slots         *slots
-	network, save bool
-}
-
-// toSave waits for a save slot, holding the network slot meanwhile (no
-// connection starts while two answers already wait), then gives the network
-// slot back.
-func (t *turn) toSave(ctx context.Context) error {
-	if t.save {
-		return nil
+// provider is the connection's Provider, for its base URL.
+func (s *Syncer) provider(c store.Connection) (Provider, error) {
+	newProvider, ok := s.Providers[c.Provider]
+	if !ok {
+		switch c.Provider {
+		case everreal.Name:
+			return nil, errors.New("everreal: not configured (set SYNCER_EVERREAL_CLIENT_ID and SYNCER_EVERREAL_CLIENT_SECRET)")
+		case estateguru.Name:
+			return nil, errors.New("estateguru: not configured (set SYNCER_ESTATEGURU_CLIENT_ID and SYNCER_ESTATEGURU_CLIENT_SECRET)")
+		}
+		return nil, fmt.Errorf("unknown provider %q", c.Provider)
 	}
-	select {
-	case t.slots.save <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	t.save = true
-	<-t.slots.network
-	t.network = false
-	return nil
-}
-
-// toNetwork is the way back, for a connection that must talk to its
-// provider again (a retry after an error answer found while storing). It
-// gives its save slot back first and holds nothing while it waits for a
-// network slot: holding the save slot meanwhile could deadlock with
-// connections that hold network slots and wait for a save slot.
-func (t *turn) toNetwork(ctx context.Context) error {
-	if t.network {
-		return nil
-	}
-	if t.save {
-		<-t.slots.save
-		t.save = false
-	}
-	select {
-	case t.slots.network <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	t.network = true
-	return nil
-}
-
-// end gives back whatever slots the connection still holds.
-func (t *turn) end() {
-	if t.network {
-		<-t.slots.network
-	}
-	if t.save {
-		<-t.slots.save
-	}
+	return newProvider(c.BaseURL), nil
 }
 
 // record writes the connection's result and state. It uses a context that
@@ -501,113 +345,6 @@ type interruptedError struct{ err error }
 
 func (e *interruptedError) Error() string { return "interrupted: " + e.err.Error() }
 func (e *interruptedError) Unwrap() error { return e.err }
-
-// grantGrace is how long a token grant already under way may go on after
-// the run is cancelled; well under the scheduler's 10s stop bound.
-const grantGrace = 5 * time.Second
-
-// withGrace returns a context that ends grace after parent ends (or when
-// cancel is called), not at once.
-func withGrace(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
-	stop := context.AfterFunc(parent, func() { time.AfterFunc(grace, cancel) })
-	return ctx, func() { stop(); cancel() }
-}
-
-// boundConnection is a connection's provider calls, made uniform.
-type boundConnection struct {
-	refresh func(ctx context.Context, refresh provider.Secret) (provider.Token, error)
-	// fetch pulls the data and returns how to store it.
-	fetch func(ctx context.Context, access provider.Secret) (saveFunc, error)
-}
-
-type saveFunc func(ctx context.Context, st Store, connID int64, period, fetchedAt time.Time) error
-
-func (s *Syncer) bind(c store.Connection) (boundConnection, error) {
-	switch c.Provider {
-	case everreal.Name:
-		if s.Clients.EverReal == nil {
-			return boundConnection{}, errors.New("everreal: not configured (set SYNCER_EVERREAL_CLIENT_ID and SYNCER_EVERREAL_CLIENT_SECRET)")
-		}
-		api := s.Clients.EverReal(c.BaseURL)
-		return boundConnection{
-			refresh: api.Refresh,
-			fetch: func(ctx context.Context, access provider.Secret) (saveFunc, error) {
-				u, err := api.Me(ctx, access)
-				if err != nil {
-					return nil, err
-				}
-				snap := everRealSnapshot(u)
-				return func(ctx context.Context, st Store, id int64, period, at time.Time) error {
-					return st.SaveEverReal(ctx, id, period, at, snap)
-				}, nil
-			},
-		}, nil
-	case estateguru.Name:
-		if s.Clients.EstateGuru == nil {
-			return boundConnection{}, errors.New("estateguru: not configured (set SYNCER_ESTATEGURU_CLIENT_ID and SYNCER_ESTATEGURU_CLIENT_SECRET)")
-		}
-		api := s.Clients.EstateGuru(c.BaseURL)
-		return boundConnection{
-			refresh: api.Refresh,
-			fetch: func(ctx context.Context, access provider.Secret) (saveFunc, error) {
-				answer, err := api.FetchInvestments(ctx, access)
-				if err != nil {
-					return nil, err
-				}
-				return func(ctx context.Context, st Store, id int64, period, at time.Time) error {
-					return saveEstateGuru(ctx, st, id, period, at, answer)
-				}, nil
-			},
-		}, nil
-	}
-	return boundConnection{}, fmt.Errorf("unknown provider %q", c.Provider)
-}
-
-func everRealSnapshot(u *everreal.User) store.EverRealSnapshot {
-	snap := store.EverRealSnapshot{
-		UserID: u.ID, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName,
-		IsActive: u.IsActive, IsTenant: u.IsTenant, TermsAccepted: u.TermsAccepted,
-		Language: u.Language, CompanyID: u.CompanyID, CompanyName: u.CompanyName,
-		PartnerID: u.PartnerID, PartnerName: u.PartnerName, PartnerSubdomain: u.PartnerSubdomain,
-		Scopes: u.Scopes, Raw: u.Raw,
-	}
-	for _, c := range u.Companies {
-		snap.Companies = append(snap.Companies, store.Company{ID: c.ID, Name: c.Name, IsDefault: c.IsDefault})
-	}
-	return snap
-}
-
-// saveEstateGuru decodes an answer and stores it. An answer may turn out to
-// be an error answer only now, as it is decoded.
-func saveEstateGuru(ctx context.Context, st Store, id int64, period, at time.Time, answer *estateguru.Answer) error {
-	p, err := answer.Decode()
-	if err != nil {
-		return err
-	}
-	return st.SaveEstateGuru(ctx, id, period, at, store.EstateGuruSnapshot{
-		Currency: p.Currency, CashCents: p.CashCents, Raw: p.Raw,
-		Investments: converted(func(yield func(estateguru.Investment, error) bool) {
-			for _, inv := range p.Investments {
-				if !yield(inv, nil) {
-					return
-				}
-			}
-		}),
-	})
-}
-
-// converted is the provider's investments as the store takes them, one by
-// one: no second copy of a large portfolio.
-func converted(invs iter.Seq2[estateguru.Investment, error]) iter.Seq2[store.Investment, error] {
-	return func(yield func(store.Investment, error) bool) {
-		for inv, err := range invs {
-			if !yield(store.Investment(inv), err) {
-				return
-			}
-		}
-	}
-}
 
 // scrubbed replaces any secret value in err's text: the backstop behind the
 // providers' own care never to quote one.

@@ -163,16 +163,18 @@ func (a *app) estateGuru(baseURL string) *estateguru.Client {
 }
 
 func (a *app) syncer() *sync.Syncer {
-	clients := sync.Clients{}
+	// The providers, registered by name; one without client credentials is
+	// left out (its connections fail as not configured).
+	providers := sync.Providers{}
 	if a.cfg.EverRealClientID != "" {
-		clients.EverReal = func(u string) sync.EverReal { return a.everReal(u) }
+		providers[everreal.Name] = func(u string) sync.Provider { return sync.EverReal{Client: a.everReal(u)} }
 	}
 	if a.cfg.EstateGuruClientID != "" {
-		clients.EstateGuru = func(u string) sync.EstateGuru { return a.estateGuru(u) }
+		providers[estateguru.Name] = func(u string) sync.Provider { return sync.EstateGuru{Client: a.estateGuru(u)} }
 	}
 	return &sync.Syncer{
 		Store:       a.store,
-		Clients:     clients,
+		Providers:   providers,
 		Log:         a.log,
 		Concurrency: a.cfg.Concurrency,
 		Period:      a.cfg.SnapshotPeriod,
