@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/syncerhq/syncer/sync/provider"
+	"github.com/syncerhq/syncer/secret"
 )
 
 // Connection states.
@@ -71,7 +71,7 @@ func (s *Store) ConnectionByName(ctx context.Context, name string) (Connection, 
 	row := s.snapshots.QueryRowContext(ctx, "SELECT "+connectionColumns+" FROM connection WHERE name = ?", name)
 	c, err := scanConnection(row)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Connection{}, fmt.Errorf("connection %q: %w (see `syncer status` for the names)", name, ErrNotFound)
+		return Connection{}, fmt.Errorf("connection %q: %w", name, ErrNotFound)
 	}
 	if err != nil {
 		return Connection{}, fileError(filepath.Join(s.dir, SnapshotsFile), "read", err)
@@ -82,7 +82,7 @@ func (s *Store) ConnectionByName(ctx context.Context, name string) (Connection, 
 // Connect creates the named connection, or re-connects an existing one of
 // the same provider (state back to active, error cleared, history kept), and
 // stores its fresh tokens.
-func (s *Store) Connect(ctx context.Context, name, providerName, baseURL string, tok provider.Token) (Connection, error) {
+func (s *Store) Connect(ctx context.Context, name, providerName, baseURL string, tok secret.Token) (Connection, error) {
 	path := filepath.Join(s.dir, SnapshotsFile)
 	tx, err := s.snapshots.begin(ctx)
 	if err != nil {

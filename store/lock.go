@@ -49,7 +49,7 @@ func (s *Store) LockConnection(ctx context.Context, connID int64, wait time.Dura
 		}
 		if !time.Now().Before(deadline) {
 			f.Close()
-			return nil, fmt.Errorf("%w: gave up after %s waiting for %s (raise SYNCER_LOCK_TIMEOUT, or let the other run finish)", ErrLockTimeout, wait, path)
+			return nil, fmt.Errorf("%w: gave up after %s waiting for %s", ErrLockTimeout, wait, path)
 		}
 		t := time.NewTimer(min(delay, time.Until(deadline)))
 		select {

@@ -13,6 +13,10 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
+// ErrNoDatabase is wrapped by the error of a reader opening a data
+// directory where no sync ever wrote.
+var ErrNoDatabase = errors.New("does not exist yet")
+
 // OpenReports opens snapshots.db read-only, for `syncer query` and other
 // readers: SQLite itself refuses any write (mode=ro), whatever the SQL says.
 func OpenReports(ctx context.Context, dir string) (*sql.DB, error) {
@@ -23,7 +27,7 @@ func openReadOnly(ctx context.Context, dir string, pragmas ...string) (*sql.DB, 
 	path := filepath.Join(dir, SnapshotsFile)
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("store: %s does not exist yet: run `syncer -once` (or `syncer demo`) first, or set SYNCER_DATA_DIR", path)
+			return nil, fmt.Errorf("store: %s %w", path, ErrNoDatabase)
 		}
 		return nil, fileError(path, "open", err)
 	}

@@ -268,28 +268,42 @@ func checkPragmas(ctx context.Context, db *sql.DB, synchronous string) error {
 	return db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n)
 }
 
-// fileError names the file and says what to do, for the errors a person can
+// FileProblem is what a person can fix about a file the store could not
+// use.
+type FileProblem int
+
+const (
+	ProblemOther       FileProblem = iota // none of the below: a fault to report
+	ProblemDamaged                        // not a database, or corrupt
+	ProblemNotWritable                    // no permission, a read-only file or directory
+	ProblemDiskFull                       // no space left
+)
+
+// FileError is an error using one of the store's files: it names the file
+// and says which problem it was, for the command to say what to do.
+type FileError struct {
+	Op, Path string
+	Problem  FileProblem
+	Err      error
+}
+
+func (e *FileError) Error() string { return "store: " + e.Op + " " + e.Path + ": " + e.Err.Error() }
+func (e *FileError) Unwrap() error { return e.Err }
+
+// fileError names the file and the problem, for the errors a person can
 // fix: a corrupt file, no permission, a full disk, a read-only directory.
 func fileError(path, op string, err error) error {
 	msg := err.Error()
-	hint := ""
+	problem := ProblemOther
 	switch {
 	case strings.Contains(msg, "not a database"), strings.Contains(msg, "malformed"), strings.Contains(msg, "corrupt"):
-		switch filepath.Base(path) {
-		case TokensFile:
-			hint = "the file is damaged: restore it from a backup; without it every connection must be connected again (syncer connect); snapshots.db is untouched"
-		default:
-			hint = "the file is damaged: restore it from a backup (syncer backup makes them); moved aside, syncer starts an empty one and every connection must be connected again; tokens.db is untouched"
-		}
+		problem = ProblemDamaged
 	case errors.Is(err, os.ErrPermission), strings.Contains(msg, "readonly"), strings.Contains(msg, "read-only"), strings.Contains(msg, "permission denied"):
-		hint = "syncer cannot write there: check the owner and mode of the data directory (SYNCER_DATA_DIR)"
+		problem = ProblemNotWritable
 	case strings.Contains(msg, "disk is full"), strings.Contains(msg, "no space"), noSpaceLeft(path):
-		hint = "the disk is full: free space and run again"
+		problem = ProblemDiskFull
 	}
-	if hint != "" {
-		return fmt.Errorf("store: %s %s: %w (%s)", op, path, err, hint)
-	}
-	return fmt.Errorf("store: %s %s: %w", op, path, err)
+	return &FileError{Op: op, Path: path, Problem: problem, Err: err}
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/syncerhq/syncer/sync/provider"
+	"github.com/syncerhq/syncer/secret"
 )
 
 // vaultSchema is tokens.db. It lives here, not in schema.sql, because no
@@ -41,7 +41,7 @@ var ErrNoToken = errors.New("no tokens stored")
 
 // StoredToken is a connection's tokens as the vault holds them.
 type StoredToken struct {
-	provider.Token
+	secret.Token
 	// Generation rises by one on every save; the sync loop compares it to
 	// notice that another process refreshed while it waited for the lock.
 	Generation int64
@@ -95,9 +95,9 @@ func (s *Store) Token(ctx context.Context, connID int64) (StoredToken, error) {
 		return StoredToken{}, err
 	}
 	return StoredToken{
-		Token: provider.Token{
-			Access:           provider.Secret(access),
-			Refresh:          provider.Secret(refresh),
+		Token: secret.Token{
+			Access:           secret.Secret(access),
+			Refresh:          secret.Secret(refresh),
 			AccessExpiresAt:  parseTime(accessExp),
 			RefreshExpiresAt: parseTime(refreshExp),
 		},
@@ -109,7 +109,7 @@ func (s *Store) Token(ctx context.Context, connID int64) (StoredToken, error) {
 // synchronous=FULL: once this returns, a power cut cannot lose them), then
 // mirrors their expiry times, never the tokens, into snapshots.db for status
 // and the connections view.
-func (s *Store) SaveToken(ctx context.Context, connID int64, tok provider.Token) error {
+func (s *Store) SaveToken(ctx context.Context, connID int64, tok secret.Token) error {
 	if tok.Refresh.IsZero() {
 		return errors.New("store: refusing to save a token set without a refresh token")
 	}
@@ -123,7 +123,7 @@ func (s *Store) SaveToken(ctx context.Context, connID int64, tok provider.Token)
 	return s.mirrorExpiry(ctx, connID, tok)
 }
 
-func (s *Store) saveVault(ctx context.Context, connID int64, name string, tok provider.Token) error {
+func (s *Store) saveVault(ctx context.Context, connID int64, name string, tok secret.Token) error {
 	path := filepath.Join(s.dir, TokensFile)
 	refresh, err := s.cipher.seal(connID, "refresh_token", tok.Refresh.Reveal())
 	if err != nil {
@@ -165,7 +165,7 @@ func (s *Store) saveVault(ctx context.Context, connID int64, name string, tok pr
 	return nil
 }
 
-func (s *Store) mirrorExpiry(ctx context.Context, connID int64, tok provider.Token) error {
+func (s *Store) mirrorExpiry(ctx context.Context, connID int64, tok secret.Token) error {
 	_, err := s.snapshots.exec(ctx, `
 		UPDATE connection SET access_expires_at = ?, refresh_expires_at = ?, updated_at = ?
 		WHERE id = ?`,
@@ -191,12 +191,19 @@ func (s *Store) DeleteToken(ctx context.Context, connID int64) error {
 
 // ErrTokenKey marks the errors of a missing or wrong token key: a
 // configuration to fix, not a fault of the files. It adds nothing to their
-// text.
-var ErrTokenKey = tokenKeyError{}
+// text. ErrNoTokenKey, one kind of it, marks an encrypted vault opened
+// without a key.
+var (
+	ErrTokenKey   error = tokenKeyError{}
+	ErrNoTokenKey error = tokenKeyError{missing: true}
+)
 
-type tokenKeyError struct{}
+type tokenKeyError struct{ missing bool }
 
 func (tokenKeyError) Error() string { return "" }
+
+// Is makes every token key error an ErrTokenKey.
+func (tokenKeyError) Is(target error) bool { return target == ErrTokenKey }
 
 // tokenCipher seals token columns with AES-256-GCM. A nil *tokenCipher
 // stores plain text (the vault file is still 0600).
@@ -249,7 +256,7 @@ func (c *tokenCipher) open(connID int64, column, stored string) (string, error) 
 		return stored, nil
 	}
 	if c == nil {
-		return "", fmt.Errorf("store: tokens.db holds encrypted tokens but no key is configured: set SYNCER_TOKEN_KEY_FILE (or the systemd credential token-key) to the key they were sealed with%w", ErrTokenKey)
+		return "", fmt.Errorf("store: tokens.db holds encrypted tokens but no key is configured%w", ErrNoTokenKey)
 	}
 	raw, err := base64.RawStdEncoding.DecodeString(strings.TrimPrefix(stored, sealedPrefix))
 	if err != nil || len(raw) < c.aead.NonceSize() {
@@ -273,7 +280,7 @@ func (s *Store) setTokenKey(ctx context.Context, key []byte) error {
 	}
 	if key == nil {
 		if check.Valid {
-			return fmt.Errorf("store: %s is encrypted but no key is configured: set SYNCER_TOKEN_KEY_FILE (or the systemd credential token-key) to its key%w", path, ErrTokenKey)
+			return fmt.Errorf("store: %s is encrypted but no key is configured%w", path, ErrNoTokenKey)
 		}
 		return nil
 	}

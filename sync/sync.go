@@ -73,6 +73,11 @@ type Syncer struct {
 	// an interrupted run calls it too): housekeeping such as retention and
 	// WAL checkpoints. It cannot fail the run; it logs its own errors.
 	AfterRun func(ctx context.Context, sum Summary)
+	// Explain, if set, adds to a connection's error what a person can do
+	// about it, in the words of the interface they use (cmd/syncer names
+	// its commands and variables), before the error is logged and
+	// recorded. This package words none.
+	Explain func(err error) error
 
 	// kept holds refreshed tokens whose save failed, for the next run.
 	kept keptTokens
@@ -208,7 +213,7 @@ func selectConnections(conns []store.Connection, only []string) ([]store.Connect
 	for _, name := range only {
 		c, ok := byName[name]
 		if !ok {
-			return nil, fmt.Errorf("%w %q (see `syncer status`)", ErrNoConnection, name)
+			return nil, fmt.Errorf("%w %q", ErrNoConnection, name)
 		}
 		out = append(out, c)
 	}
@@ -232,6 +237,9 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		if err != nil && tokens != nil {
 			err = scrubbed(err, tokens.Secrets())
 		}
+		if err != nil && s.Explain != nil {
+			err = s.Explain(err)
+		}
 		if ctx.Err() != nil && err != nil {
 			err = &interruptedError{err}
 		}
@@ -249,7 +257,7 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 	p, perr := s.provider(c)
 	tokens, err = s.newTokenSource(ctx, c.ID, p, log)
 	if errors.Is(err, store.ErrNoToken) {
-		return fmt.Errorf("%s: no tokens stored for this connection; run `syncer connect` or `syncer import` for it", c.Provider)
+		return fmt.Errorf("%s: %w for this connection", c.Provider, err)
 	}
 	if err != nil {
 		return err
@@ -293,15 +301,19 @@ func (s *Syncer) provider(c store.Connection) (Provider, error) {
 	newProvider, ok := s.Providers[c.Provider]
 	if !ok {
 		switch c.Provider {
-		case everreal.Name:
-			return nil, errors.New("everreal: not configured (set SYNCER_EVERREAL_CLIENT_ID and SYNCER_EVERREAL_CLIENT_SECRET)")
-		case estateguru.Name:
-			return nil, errors.New("estateguru: not configured (set SYNCER_ESTATEGURU_CLIENT_ID and SYNCER_ESTATEGURU_CLIENT_SECRET)")
+		case everreal.Name, estateguru.Name:
+			return nil, &NotConfiguredError{Provider: c.Provider}
 		}
 		return nil, fmt.Errorf("unknown provider %q", c.Provider)
 	}
 	return newProvider(c.BaseURL), nil
 }
+
+// NotConfiguredError is a connection's error when its provider is known but
+// not registered in Providers (no client credentials are configured).
+type NotConfiguredError struct{ Provider string }
+
+func (e *NotConfiguredError) Error() string { return e.Provider + ": not configured" }
 
 // record writes the connection's result and state. It uses a context that
 // outlives cancellation, so an interrupted connection is still recorded.

@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	stdsync "sync"
@@ -80,6 +81,11 @@ func (ts *tokenSource) Invalidate() bool {
 // Secrets is every token value the source has seen.
 func (ts *tokenSource) Secrets() []string { return ts.secrets }
 
+// ErrTokenKept is wrapped by the error of a refreshed token that could not
+// be saved: it is kept in memory, and saved first by this process's next
+// run. A process that stops before then loses it.
+var ErrTokenKept = errors.New("it is kept in memory and saved by this process's next run")
+
 // grantGrace is how long a token grant already under way may go on after
 // the run is cancelled; well under the scheduler's 10s stop bound.
 const grantGrace = 5 * time.Second
@@ -105,7 +111,7 @@ func (ts *tokenSource) refresh(ctx context.Context) error {
 	// old one is dead, and a crash now must not lose the new one.
 	if err := ts.store.SaveToken(context.WithoutCancel(ctx), ts.connID, fresh); err != nil {
 		ts.kept.keep(ts.connID, keptToken{tok: fresh, replaces: ts.tok.Refresh})
-		return fmt.Errorf("saving the refreshed token: %w (it is kept in memory and saved by this process's next run; if syncer stops before that, the connection may need `syncer connect` again)", err)
+		return fmt.Errorf("saving the refreshed token: %w (%w)", err, ErrTokenKept)
 	}
 	ts.tok = fresh
 	ts.log.Debug("token refreshed", "access_expires_at", fresh.AccessExpiresAt, "refresh_expires_at", fresh.RefreshExpiresAt)

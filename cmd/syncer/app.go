@@ -180,6 +180,7 @@ func (a *app) syncer() *sync.Syncer {
 		Period:      a.cfg.SnapshotPeriod,
 		LockWait:    a.cfg.LockTimeout,
 		AfterRun:    a.afterRun,
+		Explain:     withHint,
 	}
 }
 

@@ -180,7 +180,7 @@ func cmdDisconnect(e env, args []string) error {
 	}
 	c, err := a.store.ConnectionByName(e.ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return usagef("%v", err)
+		return usagef("%v", withHint(err))
 	}
 	if err != nil {
 		return err

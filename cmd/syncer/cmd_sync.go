@@ -58,7 +58,7 @@ func cmdSync(e env, args []string) error {
 		sum, err := s.Run(e.ctx, sync.TriggerOnce, names)
 		if err != nil {
 			if errors.Is(err, sync.ErrNoConnection) {
-				return usagef("%v", err)
+				return usagef("%v", withHint(err))
 			}
 			return err
 		}

@@ -68,7 +68,7 @@ func (e attentionError) Error() string { return e.msg }
 // run is main without the process: tests call it directly.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
-	err := dispatch(e, args)
+	err := withHint(dispatch(e, args))
 	var ue usageError
 	var ae attentionError
 	switch {

@@ -339,9 +339,9 @@ func (c *Client) needCredentials(op string) error {
 	var missing string
 	switch {
 	case c.ClientID == "":
-		missing = "no client id is configured (SYNCER_ESTATEGURU_CLIENT_ID)"
+		missing = "no client id is configured"
 	case c.ClientSecret.IsZero():
-		missing = "no client secret is configured (SYNCER_ESTATEGURU_CLIENT_SECRET)"
+		missing = "no client secret is configured"
 	default:
 		return nil
 	}

@@ -210,7 +210,7 @@ func (h *HTTP) once(ctx context.Context, r Request) (_ *Response, _ *Error, lost
 		if !sent {
 			return nil, e, nil // never sent whole: nothing can have been processed
 		}
-		if !errors.Is(cause, errNoAnswer) {
+		if !errors.Is(cause, ErrNoAnswer) {
 			// A deadline explains itself; a broken connection does not.
 			e.Err = fmt.Errorf("%w (%w)", ErrAnswerLost, cause)
 		}
@@ -246,10 +246,10 @@ func (h *HTTP) once(ctx context.Context, r Request) (_ *Response, _ *Error, lost
 	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil, nil
 }
 
-// errNoAnswer is a request sent whole and not answered in time: the call's
+// ErrNoAnswer is a request sent whole and not answered in time: the call's
 // deadline or the transport's wait for the answer's headers, both
-// SYNCER_HTTP_TIMEOUT.
-var errNoAnswer = errors.New("no answer before the deadline (SYNCER_HTTP_TIMEOUT)")
+// the HTTP timeout the command configured.
+var ErrNoAnswer = errors.New("no answer before the deadline")
 
 // transportError says plainly what a deadline means; the *url.Error text
 // would otherwise repeat the whole URL, query string included. sent says
@@ -259,7 +259,7 @@ func transportError(ctx context.Context, err error, sent bool) error {
 	timeout := errors.As(err, &ne) && ne.Timeout()
 	switch {
 	case ctx.Err() == context.DeadlineExceeded, timeout && sent:
-		return errNoAnswer
+		return ErrNoAnswer
 	case ctx.Err() == context.Canceled:
 		return context.Canceled
 	case timeout:
