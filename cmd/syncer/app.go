@@ -57,7 +57,7 @@ func (c *Config) secrets() []string {
 }
 
 func (a *app) openStore(ctx context.Context) error {
-	st, err := store.Open(ctx, a.cfg.DataDir, store.Options{TokenKey: a.cfg.TokenKey})
+	st, err := store.Open(ctx, a.cfg.DataDir, store.Options{TokenKey: a.cfg.TokenKey, BusyTimeout: a.cfg.BusyTimeout})
 	if errors.Is(err, store.ErrTokenKey) {
 		return fmt.Errorf("%w: %w", errConfig, err) // exit 2, like any other configuration error
 	}

@@ -35,6 +35,7 @@ type Config struct {
 	Retention      time.Duration `envconfig:"RETENTION" default:"0" desc:"drop snapshots older than this after a successful run (e.g. 8760h); 0 keeps everything"`
 	RefreshWarn    time.Duration `envconfig:"REFRESH_WARN" default:"336h" desc:"status warns when a refresh token dies within this (re-connect needed then)"`
 	LockTimeout    time.Duration `envconfig:"LOCK_TIMEOUT" default:"2m" desc:"how long a sync waits for another syncer process working on the same connection"`
+	BusyTimeout    time.Duration `envconfig:"BUSY_TIMEOUT" default:"10s" desc:"how long a write waits for another process holding a database file's write lock before failing"`
 	LogLevel       string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat      string        `envconfig:"LOG_FORMAT" default:"auto" desc:"auto (colour on a terminal, plain under journald), text or json"`
 
@@ -197,6 +198,9 @@ func (c *Config) validate() error {
 	}
 	if c.LockTimeout < 0 {
 		errs = append(errs, fmt.Errorf("SYNCER_LOCK_TIMEOUT: %s is negative (try \"2m\")", c.LockTimeout))
+	}
+	if c.BusyTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("SYNCER_BUSY_TIMEOUT: %s is not positive (try \"10s\")", c.BusyTimeout))
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "warning", "error":
