@@ -254,6 +254,8 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		return err
 	}
 	unlock = u
+	// A provider without credentials fails after the token lookup: a
+	// connection with no tokens says that first.
 	p, perr := s.provider(c)
 	tokens, err = s.newTokenSource(ctx, c.ID, p, log)
 	if errors.Is(err, store.ErrNoToken) {
