@@ -356,23 +356,23 @@ type investmentAnswer struct {
 func (a *investmentAnswer) member(norm, key, raw []byte) bool {
 	switch string(norm) {
 	case "name":
-		setText(&a.Name, key, raw)
+		set(&a.Name, key, raw, text)
 	case "quantity":
-		setCount(&a.Quantity, key, raw)
+		set(&a.Quantity, key, raw, count)
 	case "resourcepath":
-		setText(&a.ResourcePath, key, raw)
+		set(&a.ResourcePath, key, raw, text)
 	case "investmentamount":
-		setCents(&a.InvestmentAmount, key, raw)
+		set(&a.InvestmentAmount, key, raw, cents)
 	case "marketvalue":
-		setCents(&a.MarketValue, key, raw)
+		set(&a.MarketValue, key, raw, cents)
 	case "principalleft":
-		setCents(&a.PrincipalLeft, key, raw)
+		set(&a.PrincipalLeft, key, raw, cents)
 	case "profit":
-		setCents(&a.Profit, key, raw)
+		set(&a.Profit, key, raw, cents)
 	case "realizedincome":
-		setCents(&a.RealizedIncome, key, raw)
+		set(&a.RealizedIncome, key, raw, cents)
 	case "change":
-		setCents(&a.Change, key, raw)
+		set(&a.Change, key, raw, cents)
 	default:
 		return false
 	}

@@ -76,3 +76,17 @@ func FuzzPlainLoanID(f *testing.F) {
 		}
 	})
 }
+
+// The last member of a kind wins, as encoding/json has it, a null one
+// included (an amount that is null is 0).
+func TestRepeatedMembersLastWins(t *testing.T) {
+	p, _, err := decodePortfolio([]byte(`{"cash":"1","cash":"2","investments":[
+		{"profit":"1","profit":null,"name":"a","Name":"b","market_value":"x","marketValue":"3"}]}`), "id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := p.Investments[0]
+	if got, want := fmt.Sprintf("%d %d %s %d", p.CashCents, inv.ProfitCents, inv.Name, inv.MarketValueCents), "200 0 b 300"; got != want {
+		t.Fatalf("cash, profit, name, market value = %s, want %s", got, want)
+	}
+}

@@ -16,28 +16,18 @@ import (
 type Cents int64
 
 // UnmarshalJSON implements json.Unmarshaler.
-func (c *Cents) UnmarshalJSON(b []byte) error {
-	if isNull(b) {
-		return nil
-	}
-	s, err := numberBytes(b)
-	if err != nil {
-		return err
-	}
-	v, err := parseCents(s)
-	if err != nil {
-		return err
-	}
-	*c = Cents(v)
-	return nil
-}
+func (c *Cents) UnmarshalJSON(b []byte) error { return unmarshalWhole(b, (*int64)(c), parseCents) }
 
 // Count is a whole number, such as an investment's quantity: "3", 3 or
 // "3.0". null leaves it as it was.
 type Count int64
 
 // UnmarshalJSON implements json.Unmarshaler.
-func (n *Count) UnmarshalJSON(b []byte) error {
+func (n *Count) UnmarshalJSON(b []byte) error { return unmarshalWhole(b, (*int64)(n), parseQuantity) }
+
+// unmarshalWhole sets *dst to the number a JSON string or number holds, as
+// parse reads its text; null leaves it as it was.
+func unmarshalWhole(b []byte, dst *int64, parse func([]byte) (int64, error)) error {
 	if isNull(b) {
 		return nil
 	}
@@ -45,11 +35,11 @@ func (n *Count) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return err
 	}
-	v, err := parseQuantity(s)
+	v, err := parse(s)
 	if err != nil {
 		return err
 	}
-	*n = Count(v)
+	*dst = v
 	return nil
 }
 
@@ -69,7 +59,7 @@ func (t *Text) UnmarshalJSON(b []byte) error {
 // numberBytes returns the text of a JSON string or the literal of a JSON
 // number, never going through float64.
 func numberBytes(raw []byte) ([]byte, error) {
-	if len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 {
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' && bytes.IndexByte(raw, '\\') < 0 {
 		return raw[1 : len(raw)-1], nil // no escapes: its bytes are its text
 	}
 	s, err := numberText(raw)
@@ -85,31 +75,21 @@ type field[T any] struct {
 	err error
 }
 
-func (f *field[T]) refused(key []byte, err error) { f.key, f.err = string(key), err }
-
-func setText(f *field[Text], key, raw []byte) {
-	if err := f.v.UnmarshalJSON(raw); err != nil {
-		f.refused(key, err)
-		return
+// set decodes raw into the field, replacing what an earlier member of the
+// same kind left: its value (null is the zero value) or its refusal. A
+// refusal is kept, not returned: the investment's name, read whatever its
+// place, then says where the refused value was.
+func set[T any](f *field[T], key, raw []byte, decode func([]byte) (T, error)) {
+	f.v, f.err = decode(raw)
+	if f.err != nil {
+		f.key = string(key)
 	}
-	f.err = nil
 }
 
-func setCount(f *field[Count], key, raw []byte) {
-	if err := f.v.UnmarshalJSON(raw); err != nil {
-		f.refused(key, err)
-		return
-	}
-	f.err = nil
-}
-
-func setCents(f *field[Cents], key, raw []byte) {
-	if err := f.v.UnmarshalJSON(raw); err != nil {
-		f.refused(key, err)
-		return
-	}
-	f.err = nil
-}
+// The decoders of set: a fresh value each, so null is the zero value.
+func cents(raw []byte) (c Cents, err error) { err = c.UnmarshalJSON(raw); return }
+func count(raw []byte) (n Count, err error) { err = n.UnmarshalJSON(raw); return }
+func text(raw []byte) (t Text, err error)   { err = t.UnmarshalJSON(raw); return }
 
 // numberText returns the text of a JSON string or the literal of a JSON
 // number, never going through float64.
