@@ -122,8 +122,10 @@ func errorKind(err error) string {
 	return "transport"
 }
 
-// URLSecrets lists the parts of a URL that may be secret: user info, path
-// segments and query values, for scrubbing error texts that quote it.
+// URLSecrets lists the parts of a URL that may be secret: user info, and
+// path segments and query values of 8 characters or more (tokens, UUIDs;
+// shorter ones such as "hook" are words that would be blanked everywhere),
+// for scrubbing texts that may quote it.
 func URLSecrets(raw string) []string {
 	out := []string{raw}
 	u, err := url.Parse(raw)
@@ -136,14 +138,22 @@ func URLSecrets(raw string) []string {
 			out = append(out, pw)
 		}
 	}
+	long := func(s string) {
+		if len(s) >= 8 {
+			out = append(out, s)
+		}
+	}
 	for _, seg := range strings.Split(u.Path, "/") {
-		out = append(out, seg)
+		long(seg)
 	}
 	for _, vs := range u.Query() {
-		out = append(out, vs...)
+		for _, v := range vs {
+			long(v)
+		}
 	}
-	if u.Fragment != "" {
-		out = append(out, u.Fragment)
+	long(u.Fragment)
+	if u.Opaque != "" {
+		long(u.Opaque)
 	}
 	return out
 }
