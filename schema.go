@@ -20,7 +20,7 @@ var Schema string
 // views (estateguru_portfolio_history, estateguru_investment_changes,
 // everreal_users_by_company, everreal_scope_changes). 3: connection.state_since,
 // sync_run.connections_skipped and connections_warned (and the views'
-// columns of the same names), notify_state; see AddedColumns.
+// columns of the same names), notify_state, sync_result_by_connection; see AddedColumns.
 const SchemaVersion = 3
 
 // AddedColumns are the columns added to tables after version 1, which

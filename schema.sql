@@ -139,6 +139,9 @@ CREATE TABLE IF NOT EXISTS notify_state (
 );
 
 CREATE INDEX IF NOT EXISTS sync_run_unfinished ON sync_run (id) WHERE finished_at IS NULL;
+-- A connection's results by status (schema 3): its last success and the
+-- failures since, for the metrics and notifications after every run.
+CREATE INDEX IF NOT EXISTS sync_result_by_connection ON sync_result (connection_id, status, run_id);
 
 -- The reporting surface.
 --

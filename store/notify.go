@@ -60,13 +60,14 @@ func (s *Store) SetNotifyState(ctx context.Context, connID int64, st NotifyState
 // attempts failed in a row (results of skipped connections do not count,
 // either way). Connections whose latest attempt succeeded are absent.
 func (s *Store) ConsecutiveFailures(ctx context.Context) (map[int64]int, error) {
+	// Per connection, through sync_result_by_connection: the last success
+	// is one seek, the failures after it one short range.
 	rows, err := s.snapshots.QueryContext(ctx, `
-		SELECT r.connection_id, count(*)
-		FROM sync_result r
-		WHERE r.status = 'failed'
-		  AND r.run_id > coalesce((SELECT max(o.run_id) FROM sync_result o
-		                           WHERE o.connection_id = r.connection_id AND o.status = 'ok'), 0)
-		GROUP BY r.connection_id`)
+		SELECT c.id, (SELECT count(*) FROM sync_result r
+		              WHERE r.connection_id = c.id AND r.status = 'failed'
+		                AND r.run_id > coalesce((SELECT max(o.run_id) FROM sync_result o
+		                                         WHERE o.connection_id = c.id AND o.status = 'ok'), 0))
+		FROM connection c`)
 	if err != nil {
 		return nil, fileError(filepath.Join(s.dir, SnapshotsFile), "read", err)
 	}
@@ -78,7 +79,9 @@ func (s *Store) ConsecutiveFailures(ctx context.Context) (map[int64]int, error) 
 		if err := rows.Scan(&id, &n); err != nil {
 			return nil, fileError(filepath.Join(s.dir, SnapshotsFile), "read", err)
 		}
-		out[id] = n
+		if n > 0 {
+			out[id] = n
+		}
 	}
 	return out, rows.Err()
 }
