@@ -764,3 +764,37 @@ func execAs(bin string, id uint32, args ...string) *exec.Cmd {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: id, Gid: id}}
 	return cmd
 }
+
+// TestHangingDeliveriesAreCutOff: a webhook that never answers and a notify
+// command that never ends are cut off at SYNCER_NOTIFY_TIMEOUT, logged, and
+// the run ends as it would without them.
+func TestHangingDeliveriesAreCutOff(t *testing.T) {
+	w := newWorld(t, sandbox.Options{AccessTTL: time.Second})
+	addSampleInvestor(w.sb, "acme")
+	w.importEstateGuru("acme", "acme")
+	w.sb.RevokeAll(sandbox.EstateGuru, "acme")
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hang.Close()
+	defer close(release)
+	w.env = []string{
+		"SYNCER_NOTIFY_URLS=generic://" + strings.TrimPrefix(hang.URL, "http://") + "/hook/" + canaryHookToken + "?disabletls=yes",
+		"SYNCER_NOTIFY_COMMAND=sleep 600",
+		"SYNCER_NOTIFY_TIMEOUT=1s",
+	}
+	res := w.mustRun(1, "", "-once")
+	for _, want := range []string{"notification not delivered", "notify command failed", "killed after 1s"} {
+		if !strings.Contains(res.stderr, want) {
+			t.Fatalf("the log lacks %q:\n%s", want, res.stderr)
+		}
+	}
+	w.noSecrets(res.stderr, canaryHookToken)
+	if got, want := w.queryString("SELECT state FROM connections WHERE name = 'acme'"), "reauth_required"; got != want {
+		t.Fatalf("state = %q, want %q", got, want)
+	}
+}
