@@ -1,12 +1,16 @@
 package monitor
 
 import (
+	"context"
+	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -200,5 +204,43 @@ func TestURLErrorsNeverQuoteSecrets(t *testing.T) {
 	}
 	if got := RedactedURL("https://user:" + secret + "@hc-ping.com/" + secret); strings.Contains(got, secret) {
 		t.Fatalf("RedactedURL = %q", got)
+	}
+}
+
+func TestHealthzFollowsTheCheck(t *testing.T) {
+	m := NewMetrics()
+	var failing atomic.Bool
+	srv, err := m.Listen("127.0.0.1:0", func(context.Context) error {
+		if failing.Load() {
+			return errors.New("database does not answer")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Serve(ctx)
+	get := func(path string) int {
+		resp, err := http.Get("http://" + srv.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := get("/healthz"); got != 200 {
+		t.Fatalf("/healthz = %d, want 200", got)
+	}
+	failing.Store(true)
+	if got := get("/healthz"); got != 503 {
+		t.Fatalf("/healthz while the check fails = %d, want 503", got)
+	}
+	if got := get("/metrics"); got != 200 {
+		t.Fatalf("/metrics = %d, want 200", got)
+	}
+	if _, err := m.Listen(srv.Addr(), nil); err == nil {
+		t.Fatal("a second listener on the same address should fail")
 	}
 }
