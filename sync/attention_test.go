@@ -17,8 +17,10 @@ type recorder struct {
 	sums    []Summary
 }
 
-func (r *recorder) RunStarted(_ context.Context, runID int64, _ string) { r.started = append(r.started, runID) }
-func (r *recorder) RunFinished(_ context.Context, sum Summary)          { r.sums = append(r.sums, sum) }
+func (r *recorder) RunStarted(_ context.Context, runID int64, _ string) {
+	r.started = append(r.started, runID)
+}
+func (r *recorder) RunFinished(_ context.Context, sum Summary) { r.sums = append(r.sums, sum) }
 
 // TestRunShowsConnectionsNeedingAttention: a connection waiting for
 // re-login is not attempted but recorded as skipped with the reason and
