@@ -95,7 +95,11 @@ func statusOf(c store.Connection, now time.Time, cfg *Config) connectionStatus {
 	switch c.State {
 	case store.StateReauthRequired:
 		st.Fix = sync.ReconnectCommand(c)
-		warn("the provider refused the stored login: run `%s`", st.Fix)
+		since := ""
+		if !c.StateSince.IsZero() {
+			since = " (since " + c.StateSince.Format(time.RFC3339) + ")"
+		}
+		warn("the provider refused the stored login%s: run `%s`", since, st.Fix)
 	case store.StateDisconnected:
 		return st // deliberate: nothing to do
 	}
