@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -151,4 +152,40 @@ func checkCopy(ctx context.Context, path string) error {
 		return fmt.Errorf("backup: %s failed its check: %s", path, res)
 	}
 	return nil
+}
+
+// ReadConnections lists the connections from the data directory's
+// snapshots.db opened read-only: it needs read access to that file alone (a
+// member of the reporting group), never writes, never migrates, and never
+// creates the directory or a database. A database of an older schema is
+// read as it is.
+func ReadConnections(ctx context.Context, dir string) ([]Connection, error) {
+	db, err := OpenReports(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	path := filepath.Join(dir, SnapshotsFile)
+	var hasSince int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info('connection') WHERE name = 'state_since'").Scan(&hasSince); err != nil {
+		return nil, fileError(path, "read", err)
+	}
+	cols := connectionColumns
+	if hasSince == 0 {
+		cols = strings.Replace(cols, "state_since", "NULL", 1)
+	}
+	rows, err := db.QueryContext(ctx, "SELECT "+cols+" FROM connection ORDER BY name")
+	if err != nil {
+		return nil, fileError(path, "read", err)
+	}
+	defer rows.Close()
+	var out []Connection
+	for rows.Next() {
+		c, err := scanConnection(rows)
+		if err != nil {
+			return nil, fileError(path, "read", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	syncer "github.com/syncerhq/syncer"
@@ -46,6 +47,36 @@ type Store struct {
 
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+
+	rows rowCounter
+}
+
+// rowCounter counts the snapshot rows committed, by provider.
+type rowCounter struct {
+	mu sync.Mutex
+	n  map[string]int64
+}
+
+func (r *rowCounter) add(provider string, n int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == nil {
+		r.n = map[string]int64{}
+	}
+	r.n[provider] += n
+}
+
+// RowsWritten returns how many snapshot rows (a snapshot row and its
+// companies or investments) this Store has committed since it was opened,
+// by provider.
+func (s *Store) RowsWritten() map[string]int64 {
+	s.rows.mu.Lock()
+	defer s.rows.mu.Unlock()
+	out := make(map[string]int64, len(s.rows.n))
+	for k, v := range s.rows.n {
+		out[k] = v
+	}
+	return out
 }
 
 // Options tune Open.
@@ -323,6 +354,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	if version == syncer.SchemaVersion {
 		return nil
 	}
+	if err := addColumns(ctx, tx); err != nil {
+		return fileError(path, "migrate", err)
+	}
 	if _, err := tx.ExecContext(ctx, syncer.Schema); err != nil {
 		return fileError(path, "migrate", err)
 	}
@@ -331,6 +365,36 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fileError(path, "migrate", err)
+	}
+	return nil
+}
+
+// addColumns adds the columns of syncer.AddedColumns that an existing table
+// lacks (a new database gets them from schema.sql). A connection whose state
+// is not active gets its last update as the time its state began.
+func addColumns(ctx context.Context, tx *writeTx) error {
+	for _, c := range syncer.AddedColumns {
+		var tableExists, has int
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", c.Table).Scan(&tableExists); err != nil {
+			return err
+		}
+		if tableExists == 0 {
+			continue
+		}
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info(?) WHERE name = ?", c.Table, c.Column).Scan(&has); err != nil {
+			return err
+		}
+		if has > 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", c.Table, c.Column, c.Decl)); err != nil {
+			return err
+		}
+		if c.Table == "connection" && c.Column == "state_since" {
+			if _, err := tx.ExecContext(ctx, "UPDATE connection SET state_since = updated_at WHERE state <> 'active'"); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

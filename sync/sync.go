@@ -37,6 +37,9 @@ type Store interface {
 	StartRun(ctx context.Context, trigger string) (int64, error)
 	RecordResult(ctx context.Context, runID, connID int64, status, errText string, started, finished time.Time) error
 	FinishRun(ctx context.Context, runID int64, status string, ok, failed int) error
+	// RecordRunAttention records the run's connections not attempted
+	// (they need re-login) and those whose refresh token dies soon.
+	RecordRunAttention(ctx context.Context, runID int64, skipped, warned int) error
 }
 
 var _ Store = (*store.Store)(nil)
@@ -78,17 +81,67 @@ type Syncer struct {
 	// its commands and variables), before the error is logged and
 	// recorded. This package words none.
 	Explain func(err error) error
+	// RefreshWarn: a connection whose refresh token dies within it is
+	// logged at WARN after every run and makes the run partial (0: never).
+	RefreshWarn time.Duration
+	// Observer, if set, hears of every run's start and end (after
+	// AfterRun): metrics, pings, notifications.
+	Observer Observer
 
 	// kept holds refreshed tokens whose save failed, for the next run.
 	kept keptTokens
 }
 
+// Observer hears what runs do. Its methods are called on the run's
+// goroutine and must return soon; they cannot fail the run.
+type Observer interface {
+	RunStarted(ctx context.Context, runID int64, trigger string)
+	RunFinished(ctx context.Context, sum Summary)
+}
+
+// Result is one connection's outcome in a run.
+type Result struct {
+	Connection string
+	Provider   string
+	// Status is store.ResultOK, ResultFailed or ResultSkipped (not
+	// attempted: it needs re-login, or the run was interrupted).
+	Status string
+	// Error is the scrubbed error, or why it was skipped.
+	Error       string
+	NeedsReauth bool
+}
+
+// Attention is a connection a person must act on, as a run saw it.
+type Attention struct {
+	Connection string
+	Provider   string
+	// Reauth: it needs re-login (since Since). Otherwise its refresh token
+	// dies at RefreshExpiresAt, within the warning window.
+	Reauth           bool
+	Since            time.Time
+	RefreshExpiresAt time.Time
+	// Fix is the command that fixes it.
+	Fix string
+}
+
 // Summary is a run's outcome.
 type Summary struct {
-	RunID  int64
-	Status string
-	OK     int
-	Failed int
+	RunID    int64
+	Trigger  string
+	Started  time.Time
+	Finished time.Time
+	Status   string
+	OK       int
+	Failed   int
+	// Skipped counts connections not attempted because they need re-login.
+	Skipped int
+	// RefreshWarned counts connections whose refresh token dies within
+	// Syncer.RefreshWarn.
+	RefreshWarned int
+	// Results has one entry per connection the run attempted or skipped.
+	Results []Result
+	// Attention lists the connections that need a person, after the run.
+	Attention []Attention
 	// Interrupted counts connections stopped by a shutdown: neither
 	// synced nor failed.
 	Interrupted int
@@ -99,7 +152,21 @@ type Summary struct {
 
 // NeedsAttention reports whether a person should look: a connection failed
 // or waits for a re-connect.
-func (s Summary) NeedsAttention() bool { return s.Failed > 0 || s.NeedsReauth > 0 }
+func (s Summary) NeedsAttention() bool {
+	return s.Failed > 0 || s.NeedsReauth > 0 || s.RefreshWarned > 0
+}
+
+// ReconnectCommand is the command that brings a connection back after its
+// provider refused the stored login.
+func ReconnectCommand(c store.Connection) string {
+	switch c.Provider {
+	case everreal.Name:
+		return fmt.Sprintf("syncer connect everreal -name %s -url %s -username EMAIL", c.Name, c.BaseURL)
+	case estateguru.Name:
+		return fmt.Sprintf("syncer connect estateguru -name %s -url %s", c.Name, c.BaseURL)
+	}
+	return fmt.Sprintf("syncer connect %s -name %s", c.Provider, c.Name)
+}
 
 // ErrNoConnection is returned when a -connection name matches nothing.
 var ErrNoConnection = errors.New("no such connection")
@@ -122,9 +189,14 @@ func (s *Syncer) Run(ctx context.Context, trigger string, only []string) (sum Su
 		return sum, err
 	}
 	sum.RunID = runID
+	sum.Trigger = trigger
 	log := s.logger().With("run_id", runID, "trigger", trigger)
 	log.Info("sync started", "connections", len(selected))
 	started := s.now()
+	sum.Started = started
+	if s.Observer != nil {
+		s.Observer.RunStarted(ctx, runID, trigger)
+	}
 
 	// A panic outside a connection's own recovery still closes the run, so
 	// it never looks like it is going on; the scheduler's Recover logs it.
@@ -144,7 +216,24 @@ func (s *Syncer) Run(ctx context.Context, trigger string, only []string) (sum Su
 loop:
 	for _, c := range selected {
 		if c.State == store.StateReauthRequired {
+			// Not attempted: the provider refused its token. The history
+			// shows the gap, with the reason and the fix.
 			sum.NeedsReauth++
+			sum.Skipped++
+			why := "not attempted: needs re-login"
+			if !c.StateSince.IsZero() {
+				why += " since " + c.StateSince.Format(time.RFC3339)
+			}
+			why += "; run `" + ReconnectCommand(c) + "`"
+			now := s.now()
+			if err := s.Store.RecordResult(context.WithoutCancel(ctx), runID, c.ID, store.ResultSkipped, why, now, now); err != nil {
+				log.Error("recording the result failed", "connection", c.Name, "error", err)
+			}
+			mu.Lock()
+			sum.Results = append(sum.Results, Result{Connection: c.Name, Provider: c.Provider,
+				Status: store.ResultSkipped, Error: why, NeedsReauth: true})
+			mu.Unlock()
+			continue
 		}
 		if c.State != store.StateActive {
 			continue
@@ -162,43 +251,103 @@ loop:
 			res := s.syncConnection(ctx, runID, c, log, turn)
 			mu.Lock()
 			defer mu.Unlock()
+			r := Result{Connection: c.Name, Provider: c.Provider, Status: store.ResultOK}
 			var ie *interruptedError
 			switch {
 			case res == nil:
 				sum.OK++
 			case errors.As(res, &ie):
 				sum.Interrupted++
+				r.Status, r.Error = store.ResultSkipped, res.Error()
 			default:
 				sum.Failed++
+				r.Status, r.Error = store.ResultFailed, res.Error()
 				if provider.KindOf(res) == provider.KindReauth {
 					sum.NeedsReauth++
+					r.NeedsReauth = true
 				}
 			}
+			sum.Results = append(sum.Results, r)
 		}(c)
 	}
 	wg.Wait()
 
+	s.attention(context.WithoutCancel(ctx), &sum, selected, log)
 	switch {
 	case ctx.Err() != nil:
 		sum.Status = store.RunInterrupted
-	case sum.Failed == 0:
+	case sum.Failed == 0 && sum.Skipped == 0 && sum.RefreshWarned == 0:
 		sum.Status = store.RunOK
-	case sum.OK == 0:
+	case sum.OK == 0 && sum.Failed+sum.Skipped > 0:
 		sum.Status = store.RunFailed
 	default:
+		// Something synced, but not everything is well: a connection
+		// failed, needs re-login, or its refresh token dies soon.
 		sum.Status = store.RunPartial
 	}
 	// The run's record is written even when ctx was cancelled: an
 	// interrupted run must say so, with its finished_at.
+	if err := s.Store.RecordRunAttention(context.WithoutCancel(ctx), runID, sum.Skipped, sum.RefreshWarned); err != nil {
+		return sum, err
+	}
 	if err := s.Store.FinishRun(context.WithoutCancel(ctx), runID, sum.Status, sum.OK, sum.Failed); err != nil {
 		return sum, err
 	}
-	log.Info("sync finished", "status", sum.Status, "ok", sum.OK, "failed", sum.Failed,
-		"needs_reauth", sum.NeedsReauth, "duration", s.now().Sub(started).Round(time.Millisecond))
+	sum.Finished = s.now()
+	level := slog.LevelInfo
+	if sum.Status != store.RunOK {
+		level = slog.LevelWarn
+	}
+	log.Log(ctx, level, "sync finished", "status", sum.Status, "ok", sum.OK, "failed", sum.Failed,
+		"needs_reauth", sum.NeedsReauth, "skipped", sum.Skipped, "refresh_expiring", sum.RefreshWarned,
+		"duration", sum.Finished.Sub(started).Round(time.Millisecond))
 	if s.AfterRun != nil {
 		s.AfterRun(ctx, sum)
 	}
+	if s.Observer != nil {
+		s.Observer.RunFinished(ctx, sum)
+	}
 	return sum, nil
+}
+
+// attention logs at WARN, after every run, each selected connection that
+// needs re-login and each whose refresh token dies within RefreshWarn, with
+// the command that fixes it, and lists them in the summary. It reads the
+// connections again: the run may have refreshed a token or met a refusal.
+func (s *Syncer) attention(ctx context.Context, sum *Summary, selected []store.Connection, log *slog.Logger) {
+	conns, err := s.Store.Connections(ctx)
+	if err != nil {
+		log.Error("reading the connections after the run failed", "error", err)
+		conns = selected
+	}
+	want := make(map[int64]bool, len(selected))
+	for _, c := range selected {
+		want[c.ID] = true
+	}
+	now := s.now()
+	for _, c := range conns {
+		if !want[c.ID] {
+			continue
+		}
+		switch {
+		case c.State == store.StateReauthRequired:
+			a := Attention{Connection: c.Name, Provider: c.Provider, Reauth: true, Since: c.StateSince, Fix: ReconnectCommand(c)}
+			sum.Attention = append(sum.Attention, a)
+			since := "unknown"
+			if !c.StateSince.IsZero() {
+				since = c.StateSince.Format(time.RFC3339)
+			}
+			log.Warn("connection needs re-login; it is not synced until then", "connection", c.Name,
+				"provider", c.Provider, "since", since, "fix", a.Fix)
+		case c.State == store.StateActive && s.RefreshWarn > 0 && !c.RefreshExpiresAt.IsZero() &&
+			c.RefreshExpiresAt.Sub(now) <= s.RefreshWarn:
+			a := Attention{Connection: c.Name, Provider: c.Provider, RefreshExpiresAt: c.RefreshExpiresAt, Fix: ReconnectCommand(c)}
+			sum.Attention = append(sum.Attention, a)
+			sum.RefreshWarned++
+			log.Warn("refresh token dies soon; re-connect before then", "connection", c.Name, "provider", c.Provider,
+				"refresh_expires_at", c.RefreshExpiresAt.Format(time.RFC3339), "fix", a.Fix)
+		}
+	}
 }
 
 func selectConnections(conns []store.Connection, only []string) ([]store.Connection, error) {

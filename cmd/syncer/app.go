@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	stdsync "sync"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/syncerhq/syncer/monitor"
 	"github.com/syncerhq/syncer/store"
 	"github.com/syncerhq/syncer/sync"
 	"github.com/syncerhq/syncer/sync/estateguru"
@@ -27,6 +29,10 @@ type app struct {
 	log   *slog.Logger
 	store *store.Store
 
+	// metrics are counted by every command (cheap); written or served
+	// only by syncs that are configured to.
+	metrics *monitor.Metrics
+
 	client   *http.Client
 	mu       stdsync.Mutex
 	policies map[string]*provider.HTTP // per provider host: its own rate limit
@@ -39,7 +45,7 @@ func newApp(e env) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errConfig, err)
 	}
-	a := &app{cfg: cfg, policies: map[string]*provider.HTTP{}}
+	a := &app{cfg: cfg, policies: map[string]*provider.HTTP{}, metrics: monitor.NewMetrics()}
 	a.log = newLogger(e.stderr, cfg.LogLevel, cfg.LogFormat, cfg.secrets())
 	a.client = newHTTPClient(cfg)
 	return a, nil
@@ -51,6 +57,16 @@ func (c *Config) secrets() []string {
 	for _, s := range []provider.Secret{c.EverRealClientSecret, c.EstateGuruClientSecret} {
 		if !s.IsZero() {
 			out = append(out, s.Reveal())
+		}
+	}
+	// The ping and notification URLs carry their secrets in their paths,
+	// user info and queries.
+	if !c.PingURL.IsZero() {
+		out = append(out, monitor.URLSecrets(c.PingURL.Reveal())...)
+	}
+	if !c.NotifyURLs.IsZero() {
+		for _, u := range strings.Fields(strings.NewReplacer(",", " ", "\n", " ").Replace(c.NotifyURLs.Reveal())) {
+			out = append(out, monitor.URLSecrets(u)...)
 		}
 	}
 	return out
@@ -123,7 +139,9 @@ func (a *app) policy(baseURL string) *provider.HTTP {
 	p.OnRetry = func(r provider.Request, attempt int, wait time.Duration, err *provider.Error) {
 		a.log.Warn("provider call failed; retrying", "provider", r.Provider, "op", r.Op, "host", host,
 			"attempt", attempt, "wait", wait.Round(time.Millisecond), "kind", err.Kind.String(), "status", err.Status)
+		a.metrics.Retry(r.Provider, r.Op)
 	}
+	p.OnAnswer = func(r provider.Request, status int) { a.metrics.Request(r.Provider, r.Op, status) }
 	if a.cfg.RateLimit > 0 {
 		burst := max(1, int(a.cfg.RateLimit))
 		p.Limiter = rate.NewLimiter(rate.Limit(a.cfg.RateLimit), burst)
@@ -181,6 +199,7 @@ func (a *app) syncer() *sync.Syncer {
 		LockWait:    a.cfg.LockTimeout,
 		AfterRun:    a.afterRun,
 		Explain:     withHint,
+		RefreshWarn: a.cfg.RefreshWarn,
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync"
 	"github.com/syncerhq/syncer/sync/estateguru"
 	"github.com/syncerhq/syncer/sync/everreal"
 )
@@ -26,6 +27,11 @@ type connectionStatus struct {
 	LastError        string   `json:"last_error,omitempty"`
 	NeedsAttention   bool     `json:"needs_attention"`
 	Warnings         []string `json:"warnings,omitempty"`
+	// StateSince is when the state last changed (null: not known).
+	StateSince *string `json:"state_since"`
+	// Fix is the command that brings the connection back, when it needs
+	// re-login or its refresh token dies soon.
+	Fix string `json:"fix,omitempty"`
 }
 
 func cmdStatus(e env, args []string) error {
@@ -42,10 +48,10 @@ func cmdStatus(e env, args []string) error {
 		return err
 	}
 	defer a.close()
-	if err := a.openStore(e.ctx); err != nil {
-		return err
-	}
-	conns, err := a.store.Connections(e.ctx)
+	// Read-only, snapshots.db alone: a monitoring user in the reporting
+	// group can run it; it never creates, migrates or writes anything,
+	// and never opens tokens.db.
+	conns, err := store.ReadConnections(e.ctx, a.cfg.DataDir)
 	if err != nil {
 		return err
 	}
@@ -80,6 +86,7 @@ func statusOf(c store.Connection, now time.Time, cfg *Config) connectionStatus {
 		AccessExpiresAt:  timePtr(c.AccessExpiresAt),
 		RefreshExpiresAt: timePtr(c.RefreshExpiresAt),
 		LastSuccessAt:    timePtr(c.LastSuccessAt),
+		StateSince:       timePtr(c.StateSince),
 	}
 	warn := func(format string, args ...any) {
 		st.Warnings = append(st.Warnings, fmt.Sprintf(format, args...))
@@ -87,7 +94,12 @@ func statusOf(c store.Connection, now time.Time, cfg *Config) connectionStatus {
 	}
 	switch c.State {
 	case store.StateReauthRequired:
-		warn("the provider refused the stored login: run `syncer connect %s -name %s ...` again", c.Provider, c.Name)
+		st.Fix = sync.ReconnectCommand(c)
+		since := ""
+		if !c.StateSince.IsZero() {
+			since = " (since " + c.StateSince.Format(time.RFC3339) + ")"
+		}
+		warn("the provider refused the stored login%s: run `%s`", since, st.Fix)
 	case store.StateDisconnected:
 		return st // deliberate: nothing to do
 	}
@@ -98,8 +110,10 @@ func statusOf(c store.Connection, now time.Time, cfg *Config) connectionStatus {
 		left := c.RefreshExpiresAt.Sub(now)
 		switch {
 		case left <= 0:
+			st.Fix = sync.ReconnectCommand(c)
 			warn("the refresh token expired at %s: re-connect", c.RefreshExpiresAt.Format(time.RFC3339))
 		case left <= cfg.RefreshWarn:
+			st.Fix = sync.ReconnectCommand(c)
 			warn("the refresh token dies in %s (at %s): re-connect before then", humanDuration(left), c.RefreshExpiresAt.Format(time.RFC3339))
 		}
 	}

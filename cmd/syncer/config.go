@@ -15,6 +15,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/syncerhq/syncer/monitor"
 	"github.com/syncerhq/syncer/sync"
 	"github.com/syncerhq/syncer/sync/estateguru"
 	"github.com/syncerhq/syncer/sync/provider"
@@ -33,7 +34,7 @@ type Config struct {
 	RetryBackoff   time.Duration `envconfig:"RETRY_BACKOFF" default:"500ms" desc:"first wait before retrying a failed provider call; each next wait doubles, with jitter, up to 30s (a provider's Retry-After is obeyed up to 2m)"`
 	RateLimit      float64       `envconfig:"RATE_LIMIT" default:"4" desc:"requests per second to one provider host (EverReal allows 300 a minute); 0 means no limit"`
 	Retention      time.Duration `envconfig:"RETENTION" default:"0" desc:"drop snapshots older than this after a successful run (e.g. 8760h); 0 keeps everything"`
-	RefreshWarn    time.Duration `envconfig:"REFRESH_WARN" default:"336h" desc:"status warns when a refresh token dies within this (re-connect needed then)"`
+	RefreshWarn    time.Duration `envconfig:"REFRESH_WARN" default:"336h" desc:"every run and status warn when a refresh token dies within this (re-connect needed then)"`
 	LockTimeout    time.Duration `envconfig:"LOCK_TIMEOUT" default:"2m" desc:"how long a sync waits for another syncer process working on the same connection"`
 	BusyTimeout    time.Duration `envconfig:"BUSY_TIMEOUT" default:"10s" desc:"how long a write waits for another process holding a database file's write lock before failing"`
 	LogLevel       string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
@@ -45,6 +46,14 @@ type Config struct {
 	EstateGuruClientSecret provider.Secret `envconfig:"ESTATEGURU_CLIENT_SECRET" desc:"client secret EstateGuru issued to you (or the systemd credential estateguru-client-secret)"`
 	EstateGuruURL          string          `envconfig:"ESTATEGURU_URL" default:"https://estateguru.co" desc:"EstateGuru base URL for new connections"`
 	TokenKeyFile           string          `envconfig:"TOKEN_KEY_FILE" desc:"file with a 32-byte key (64 hex digits or raw) to encrypt tokens in tokens.db with AES-GCM (or the systemd credential token-key)"`
+
+	MetricsFile   string          `envconfig:"METRICS_FILE" desc:"write Prometheus metrics to this file after every run, atomically (node_exporter textfile collector, e.g. /var/lib/prometheus/node-exporter/syncer.prom)"`
+	MetricsAddr   string          `envconfig:"METRICS_ADDR" desc:"daemon only: serve /metrics and /healthz on this address (\":9464\" listens on 127.0.0.1; name a host such as \"0.0.0.0:9464\" to listen beyond it); off when empty"`
+	PingURL       provider.Secret `envconfig:"PING_URL" desc:"healthchecks.io-style check URL: <url>/start when a run starts, <url> on success, <url>/fail otherwise"`
+	NotifyURLs    provider.Secret `envconfig:"NOTIFY_URLS" desc:"shoutrrr service URLs (ntfy://, slack://, smtp://, telegram://, generic+https://...), separated by spaces: a message on every change of a connection's health"`
+	NotifyCommand string          `envconfig:"NOTIFY_COMMAND" desc:"run with sh -c on every change of a connection's health, the event as JSON on stdin"`
+	NotifyAfter   int             `envconfig:"NOTIFY_AFTER" default:"3" desc:"a connection counts as failing (and is announced) after this many failed runs in a row"`
+	NotifyTimeout time.Duration   `envconfig:"NOTIFY_TIMEOUT" default:"30s" desc:"time limit for one notification delivery, and for SYNCER_NOTIFY_COMMAND"`
 
 	// TokenKey is read from TokenKeyFile or the token-key credential.
 	TokenKey []byte `ignored:"true"`
@@ -214,6 +223,27 @@ func (c *Config) validate() error {
 	}
 	if err := checkProviderURL(c.EstateGuruURL); err != nil {
 		errs = append(errs, fmt.Errorf("SYNCER_ESTATEGURU_URL: %w", err))
+	}
+	if !c.PingURL.IsZero() {
+		if err := monitor.CheckURL(c.PingURL.Reveal()); err != nil {
+			errs = append(errs, fmt.Errorf("SYNCER_PING_URL: %v (try \"https://hc-ping.com/<uuid>\"; the value is not shown, it may hold a secret)", err))
+		}
+	}
+	if !c.NotifyURLs.IsZero() {
+		if _, err := monitor.ParseNotifyURLs(c.NotifyURLs.Reveal()); err != nil {
+			errs = append(errs, fmt.Errorf("SYNCER_NOTIFY_URLS: %v (see https://shoutrrr.nickfedor.com for the URL formats)", err))
+		}
+	}
+	if c.NotifyAfter < 1 {
+		errs = append(errs, fmt.Errorf("SYNCER_NOTIFY_AFTER: %d is out of range (at least 1; try \"3\")", c.NotifyAfter))
+	}
+	if c.NotifyTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("SYNCER_NOTIFY_TIMEOUT: %s is too short (at least 1s; try \"30s\")", c.NotifyTimeout))
+	}
+	if c.MetricsAddr != "" {
+		if _, err := monitor.ListenAddr(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("SYNCER_METRICS_ADDR: %q is not host:port: %v (try \":9464\")", c.MetricsAddr, err))
+		}
 	}
 	if (c.EverRealClientID == "") != c.EverRealClientSecret.IsZero() {
 		errs = append(errs, errors.New("SYNCER_EVERREAL_CLIENT_ID and SYNCER_EVERREAL_CLIENT_SECRET: set both or neither"))

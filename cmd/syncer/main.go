@@ -114,11 +114,13 @@ func dispatch(e env, args []string) error {
 			return cmdBackup(e, rest)
 		case "demo":
 			return cmdDemo(e, rest)
+		case "notify":
+			return cmdNotify(e, rest)
 		case "help":
 			printUsage(e.stdout)
 			return nil
 		}
-		return usagef("unknown command %q (commands: connect, import, status, disconnect, query, backup, demo)", cmd)
+		return usagef("unknown command %q (commands: connect, import, status, disconnect, query, backup, demo, notify)", cmd)
 	}
 	return cmdSync(e, args)
 }
@@ -140,6 +142,7 @@ Usage:
                                          read-only SQL on snapshots.db (SQL from stdin if not given)
   syncer backup PATH                     consistent copy of snapshots.db (VACUUM INTO), safe while running
   syncer demo                            the whole job against the built-in sandbox, in ./syncer-demo/
+  syncer notify UNIT                     send a "unit failed" notification (systemd OnFailure=)
 
 Exit codes: 0 success; 1 finished, but something needs attention; 2 usage or
 configuration error, nothing written.
