@@ -40,6 +40,8 @@ func TestRunShowsConnectionsNeedingAttention(t *testing.T) {
 	var logs logBuffer
 	eg := &fakeEstateGuru{investments: func(context.Context) (*estateguru.Answer, error) { return sampleAnswer(), nil }}
 	s := newTestSyncer(st, eg, &logs)
+	// The command words the fix (cmd/syncer's reconnectCommand).
+	s.Reconnect = func(c store.Connection) string { return "syncer connect " + c.Provider + " -name " + c.Name }
 	obs := &recorder{}
 	s.Observer = obs
 

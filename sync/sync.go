@@ -81,6 +81,10 @@ type Syncer struct {
 	// its commands and variables), before the error is logged and
 	// recorded. This package words none.
 	Explain func(err error) error
+	// Reconnect, if set, is the command that brings a connection back
+	// once its provider refused the stored login, in the interface's
+	// words: recorded with its skipped rows and given as Attention.Fix.
+	Reconnect func(c store.Connection) string
 	// RefreshWarn: a connection whose refresh token dies within it is
 	// logged at WARN after every run and makes the run partial (0: never).
 	RefreshWarn time.Duration
@@ -156,18 +160,6 @@ func (s Summary) NeedsAttention() bool {
 	return s.Failed > 0 || s.NeedsReauth > 0 || s.RefreshWarned > 0
 }
 
-// ReconnectCommand is the command that brings a connection back after its
-// provider refused the stored login.
-func ReconnectCommand(c store.Connection) string {
-	switch c.Provider {
-	case everreal.Name:
-		return fmt.Sprintf("syncer connect everreal -name %s -url %s -username EMAIL", c.Name, c.BaseURL)
-	case estateguru.Name:
-		return fmt.Sprintf("syncer connect estateguru -name %s -url %s", c.Name, c.BaseURL)
-	}
-	return fmt.Sprintf("syncer connect %s -name %s", c.Provider, c.Name)
-}
-
 // ErrNoConnection is returned when a -connection name matches nothing.
 var ErrNoConnection = errors.New("no such connection")
 
@@ -224,7 +216,9 @@ loop:
 			if !c.StateSince.IsZero() {
 				why += " since " + c.StateSince.Format(time.RFC3339)
 			}
-			why += "; run `" + ReconnectCommand(c) + "`"
+			if fix := s.fix(c); fix != "" {
+				why += "; run `" + fix + "`"
+			}
 			now := s.now()
 			if err := s.Store.RecordResult(context.WithoutCancel(ctx), runID, c.ID, store.ResultSkipped, why, now, now); err != nil {
 				log.Error("recording the result failed", "connection", c.Name, "error", err)
@@ -331,7 +325,7 @@ func (s *Syncer) attention(ctx context.Context, sum *Summary, selected []store.C
 		}
 		switch {
 		case c.State == store.StateReauthRequired:
-			a := Attention{Connection: c.Name, Provider: c.Provider, Reauth: true, Since: c.StateSince, Fix: ReconnectCommand(c)}
+			a := Attention{Connection: c.Name, Provider: c.Provider, Reauth: true, Since: c.StateSince, Fix: s.fix(c)}
 			sum.Attention = append(sum.Attention, a)
 			since := "unknown"
 			if !c.StateSince.IsZero() {
@@ -341,7 +335,7 @@ func (s *Syncer) attention(ctx context.Context, sum *Summary, selected []store.C
 				"provider", c.Provider, "since", since, "fix", a.Fix)
 		case c.State == store.StateActive && s.RefreshWarn > 0 && !c.RefreshExpiresAt.IsZero() &&
 			c.RefreshExpiresAt.Sub(now) <= s.RefreshWarn:
-			a := Attention{Connection: c.Name, Provider: c.Provider, RefreshExpiresAt: c.RefreshExpiresAt, Fix: ReconnectCommand(c)}
+			a := Attention{Connection: c.Name, Provider: c.Provider, RefreshExpiresAt: c.RefreshExpiresAt, Fix: s.fix(c)}
 			sum.Attention = append(sum.Attention, a)
 			sum.RefreshWarned++
 			log.Warn("refresh token dies soon; re-connect before then", "connection", c.Name, "provider", c.Provider,
@@ -527,6 +521,14 @@ type scrubbedError struct {
 
 func (e *scrubbedError) Error() string { return e.msg }
 func (e *scrubbedError) Unwrap() error { return e.err }
+
+// fix is the command that brings c back, or "".
+func (s *Syncer) fix(c store.Connection) string {
+	if s.Reconnect == nil {
+		return ""
+	}
+	return s.Reconnect(c)
+}
 
 func (s *Syncer) logger() *slog.Logger {
 	if s.Log == nil {

@@ -199,6 +199,7 @@ func (a *app) syncer() *sync.Syncer {
 		LockWait:    a.cfg.LockTimeout,
 		AfterRun:    a.afterRun,
 		Explain:     withHint,
+		Reconnect:   reconnectCommand,
 		RefreshWarn: a.cfg.RefreshWarn,
 	}
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/syncerhq/syncer/monitor"
 	"github.com/syncerhq/syncer/store"
-	"github.com/syncerhq/syncer/sync"
 )
 
 // cmdNotify sends one unit_failed event through SYNCER_NOTIFY_URLS and
@@ -49,7 +48,7 @@ func cmdNotify(e env, args []string) error {
 			if st.NeedsAttention {
 				names = append(names, c.Name)
 				if st.Fix != "" && c.State == store.StateReauthRequired {
-					ev.Fix += "; " + sync.ReconnectCommand(c)
+					ev.Fix += "; " + reconnectCommand(c)
 				}
 			}
 		}

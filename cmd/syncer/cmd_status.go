@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/syncerhq/syncer/store"
-	"github.com/syncerhq/syncer/sync"
 	"github.com/syncerhq/syncer/sync/estateguru"
 	"github.com/syncerhq/syncer/sync/everreal"
 )
@@ -94,7 +93,7 @@ func statusOf(c store.Connection, now time.Time, cfg *Config) connectionStatus {
 	}
 	switch c.State {
 	case store.StateReauthRequired:
-		st.Fix = sync.ReconnectCommand(c)
+		st.Fix = reconnectCommand(c)
 		since := ""
 		if !c.StateSince.IsZero() {
 			since = " (since " + c.StateSince.Format(time.RFC3339) + ")"
@@ -110,10 +109,10 @@ func statusOf(c store.Connection, now time.Time, cfg *Config) connectionStatus {
 		left := c.RefreshExpiresAt.Sub(now)
 		switch {
 		case left <= 0:
-			st.Fix = sync.ReconnectCommand(c)
+			st.Fix = reconnectCommand(c)
 			warn("the refresh token expired at %s: re-connect", c.RefreshExpiresAt.Format(time.RFC3339))
 		case left <= cfg.RefreshWarn:
-			st.Fix = sync.ReconnectCommand(c)
+			st.Fix = reconnectCommand(c)
 			warn("the refresh token dies in %s (at %s): re-connect before then", humanDuration(left), c.RefreshExpiresAt.Format(time.RFC3339))
 		}
 	}

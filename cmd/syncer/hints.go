@@ -2,10 +2,13 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/syncerhq/syncer/store"
 	"github.com/syncerhq/syncer/sync"
+	"github.com/syncerhq/syncer/sync/estateguru"
+	"github.com/syncerhq/syncer/sync/everreal"
 	"github.com/syncerhq/syncer/sync/provider"
 )
 
@@ -81,4 +84,16 @@ func fileHint(fe *store.FileError) string {
 		return "the disk is full: free space and run again"
 	}
 	return ""
+}
+
+// reconnectCommand is the command that brings a connection back after its
+// provider refused the stored login.
+func reconnectCommand(c store.Connection) string {
+	switch c.Provider {
+	case everreal.Name:
+		return fmt.Sprintf("syncer connect everreal -name %s -url %s -username EMAIL", c.Name, c.BaseURL)
+	case estateguru.Name:
+		return fmt.Sprintf("syncer connect estateguru -name %s -url %s", c.Name, c.BaseURL)
+	}
+	return fmt.Sprintf("syncer connect %s -name %s", c.Provider, c.Name)
 }

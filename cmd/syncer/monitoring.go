@@ -209,7 +209,7 @@ func (w *watcher) notify(ctx context.Context) {
 		}
 		cs := monitor.ConnState{
 			Name: c.Name, Provider: c.Provider, State: c.State,
-			LastError: provider.ScrubText(c.LastError, secrets...), Fix: sync.ReconnectCommand(c),
+			LastError: provider.ScrubText(c.LastError, secrets...), Fix: reconnectCommand(c),
 			Failures: failures[c.ID], RefreshExpiry: c.RefreshExpiresAt,
 			RefreshWarn: !c.RefreshExpiresAt.IsZero() && c.RefreshExpiresAt.Sub(now) <= a.cfg.RefreshWarn,
 		}
