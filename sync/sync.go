@@ -184,8 +184,7 @@ func (s *Syncer) Run(ctx context.Context, trigger string, only []string) (sum Su
 	sum.Trigger = trigger
 	log := s.logger().With("run_id", runID, "trigger", trigger)
 	log.Info("sync started", "connections", len(selected))
-	started := s.now()
-	sum.Started = started
+	sum.Started = s.now()
 	if s.Observer != nil {
 		s.Observer.RunStarted(ctx, runID, trigger)
 	}
@@ -208,24 +207,9 @@ func (s *Syncer) Run(ctx context.Context, trigger string, only []string) (sum Su
 loop:
 	for _, c := range selected {
 		if c.State == store.StateReauthRequired {
-			// Not attempted: the provider refused its token. The history
-			// shows the gap, with the reason and the fix.
-			sum.NeedsReauth++
-			sum.Skipped++
-			why := "not attempted: needs re-login"
-			if !c.StateSince.IsZero() {
-				why += " since " + c.StateSince.Format(time.RFC3339)
-			}
-			if fix := s.fix(c); fix != "" {
-				why += "; run `" + fix + "`"
-			}
-			now := s.now()
-			if err := s.Store.RecordResult(context.WithoutCancel(ctx), runID, c.ID, store.ResultSkipped, why, now, now); err != nil {
-				log.Error("recording the result failed", "connection", c.Name, "error", err)
-			}
+			r := s.skip(ctx, runID, c, log)
 			mu.Lock()
-			sum.Results = append(sum.Results, Result{Connection: c.Name, Provider: c.Provider,
-				Status: store.ResultSkipped, Error: why, NeedsReauth: true})
+			sum.addSkipped(r)
 			mu.Unlock()
 			continue
 		}
@@ -242,33 +226,79 @@ loop:
 			defer wg.Done()
 			turn := slots.turn()
 			defer turn.end()
-			res := s.syncConnection(ctx, runID, c, log, turn)
+			err := s.syncConnection(ctx, runID, c, log, turn)
 			mu.Lock()
 			defer mu.Unlock()
-			r := Result{Connection: c.Name, Provider: c.Provider, Status: store.ResultOK}
-			var ie *interruptedError
-			switch {
-			case res == nil:
-				sum.OK++
-			case errors.As(res, &ie):
-				sum.Interrupted++
-				r.Status, r.Error = store.ResultSkipped, res.Error()
-			default:
-				sum.Failed++
-				r.Status, r.Error = store.ResultFailed, res.Error()
-				if provider.KindOf(res) == provider.KindReauth {
-					sum.NeedsReauth++
-					r.NeedsReauth = true
-				}
-			}
-			sum.Results = append(sum.Results, r)
+			sum.add(c, err)
 		}(c)
 	}
 	wg.Wait()
 
 	s.attention(context.WithoutCancel(ctx), &sum, selected, log)
+	sum.settle(ctx.Err() != nil)
+	if err := s.finish(ctx, &sum, log); err != nil {
+		return sum, err
+	}
+	if s.AfterRun != nil {
+		s.AfterRun(ctx, sum)
+	}
+	if s.Observer != nil {
+		s.Observer.RunFinished(ctx, sum)
+	}
+	return sum, nil
+}
+
+// skip records a connection that waits for re-login as not attempted: the
+// provider refused its token. The history shows the gap, with the reason
+// and the fix.
+func (s *Syncer) skip(ctx context.Context, runID int64, c store.Connection, log *slog.Logger) Result {
+	why := "not attempted: needs re-login"
+	if !c.StateSince.IsZero() {
+		why += " since " + c.StateSince.Format(time.RFC3339)
+	}
+	if fix := s.fix(c); fix != "" {
+		why += "; run `" + fix + "`"
+	}
+	now := s.now()
+	if err := s.Store.RecordResult(context.WithoutCancel(ctx), runID, c.ID, store.ResultSkipped, why, now, now); err != nil {
+		log.Error("recording the result failed", "connection", c.Name, "error", err)
+	}
+	return Result{Connection: c.Name, Provider: c.Provider, Status: store.ResultSkipped, Error: why, NeedsReauth: true}
+}
+
+// addSkipped counts a connection not attempted because it needs re-login.
+func (sum *Summary) addSkipped(r Result) {
+	sum.NeedsReauth++
+	sum.Skipped++
+	sum.Results = append(sum.Results, r)
+}
+
+// add counts a synced connection's outcome: err is what syncConnection
+// returned.
+func (sum *Summary) add(c store.Connection, err error) {
+	r := Result{Connection: c.Name, Provider: c.Provider, Status: store.ResultOK}
+	var ie *interruptedError
 	switch {
-	case ctx.Err() != nil:
+	case err == nil:
+		sum.OK++
+	case errors.As(err, &ie):
+		sum.Interrupted++
+		r.Status, r.Error = store.ResultSkipped, err.Error()
+	default:
+		sum.Failed++
+		r.Status, r.Error = store.ResultFailed, err.Error()
+		if provider.KindOf(err) == provider.KindReauth {
+			sum.NeedsReauth++
+			r.NeedsReauth = true
+		}
+	}
+	sum.Results = append(sum.Results, r)
+}
+
+// settle sets the run's status from its counts.
+func (sum *Summary) settle(interrupted bool) {
+	switch {
+	case interrupted:
 		sum.Status = store.RunInterrupted
 	case sum.Failed == 0 && sum.Skipped == 0 && sum.RefreshWarned == 0:
 		sum.Status = store.RunOK
@@ -279,13 +309,18 @@ loop:
 		// failed, needs re-login, or its refresh token dies soon.
 		sum.Status = store.RunPartial
 	}
-	// The run's record is written even when ctx was cancelled: an
-	// interrupted run must say so, with its finished_at.
-	if err := s.Store.RecordRunAttention(context.WithoutCancel(ctx), runID, sum.Skipped, sum.RefreshWarned); err != nil {
-		return sum, err
+}
+
+// finish writes the run's record and logs its outcome. The record is
+// written even when ctx was cancelled: an interrupted run must say so, with
+// its finished_at.
+func (s *Syncer) finish(ctx context.Context, sum *Summary, log *slog.Logger) error {
+	ctx = context.WithoutCancel(ctx)
+	if err := s.Store.RecordRunAttention(ctx, sum.RunID, sum.Skipped, sum.RefreshWarned); err != nil {
+		return err
 	}
-	if err := s.Store.FinishRun(context.WithoutCancel(ctx), runID, sum.Status, sum.OK, sum.Failed); err != nil {
-		return sum, err
+	if err := s.Store.FinishRun(ctx, sum.RunID, sum.Status, sum.OK, sum.Failed); err != nil {
+		return err
 	}
 	sum.Finished = s.now()
 	level := slog.LevelInfo
@@ -294,14 +329,8 @@ loop:
 	}
 	log.Log(ctx, level, "sync finished", "status", sum.Status, "ok", sum.OK, "failed", sum.Failed,
 		"needs_reauth", sum.NeedsReauth, "skipped", sum.Skipped, "refresh_expiring", sum.RefreshWarned,
-		"duration", sum.Finished.Sub(started).Round(time.Millisecond))
-	if s.AfterRun != nil {
-		s.AfterRun(ctx, sum)
-	}
-	if s.Observer != nil {
-		s.Observer.RunFinished(ctx, sum)
-	}
-	return sum, nil
+		"duration", sum.Finished.Sub(sum.Started).Round(time.Millisecond))
+	return nil
 }
 
 // attention logs at WARN, after every run, each selected connection that
