@@ -100,14 +100,7 @@ func numberText(raw json.RawMessage) (string, error) {
 	}
 	switch c := raw[0]; {
 	case c == '"':
-		if s, ok := plainString(raw); ok {
-			return s, nil
-		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", errors.New("undecodable JSON string")
-		}
-		return s, nil
+		return jsonString(raw)
 	case c == '-' || ('0' <= c && c <= '9'):
 		return string(raw), nil
 	default:
@@ -115,6 +108,7 @@ func numberText(raw json.RawMessage) (string, error) {
 	}
 }
 
+// stringValue is the text of a JSON string; null (or nothing) is "".
 func stringValue(raw json.RawMessage) (string, error) {
 	if len(raw) == 0 || isNull(raw) {
 		return "", nil
@@ -122,6 +116,13 @@ func stringValue(raw json.RawMessage) (string, error) {
 	if raw[0] != '"' {
 		return "", fmt.Errorf("is a JSON %s, expected a string", jsonKind(raw[0]))
 	}
+	return jsonString(raw)
+}
+
+// jsonString is the value of a JSON string literal, as encoding/json
+// decodes it (invalid UTF-8 becomes U+FFFD); plainString is the short
+// cut for the usual literal without escapes.
+func jsonString(raw []byte) (string, error) {
 	if s, ok := plainString(raw); ok {
 		return s, nil
 	}
