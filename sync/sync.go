@@ -304,6 +304,11 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 	if err != nil {
 		return err
 	}
+	// Tokens go only where they were issued: never to a URL that someone
+	// who can write snapshots.db put there.
+	if err := checkBaseURL(c, stored.BaseURL); err != nil {
+		return err
+	}
 	if u, ok := s.takeUnsaved(c.ID); ok && u.replaces == stored.Token.Refresh {
 		secrets = append(secrets, u.tok.Secrets()...)
 		if err := s.Store.SaveToken(context.WithoutCancel(ctx), c.ID, u.tok); err != nil {
@@ -381,6 +386,24 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		err = fetchAndSave()
 	}
 	return err
+}
+
+// checkBaseURL refuses a connection whose base URL in snapshots.db breaks
+// the URL rule or differs from the one tokens.db holds beside its tokens.
+// Nothing is sent then; the state stays as it is, so putting the URL back
+// is enough, and a meant change is a re-connect.
+func checkBaseURL(c store.Connection, vaultURL string) error {
+	reconnect := fmt.Sprintf("if the provider really moved, re-connect: syncer connect %s -name %s -url URL (or syncer import)", c.Provider, c.Name)
+	if err := provider.CheckBaseURL(c.BaseURL); err != nil {
+		return fmt.Errorf("%s: refusing to sync: the base URL in snapshots.db breaks the URL rule: %v; nothing was sent; %s", c.Provider, err, reconnect)
+	}
+	if vaultURL == "" {
+		return fmt.Errorf("%s: refusing to sync: tokens.db does not say which URL these tokens belong to; nothing was sent; re-connect: syncer connect %s -name %s (or syncer import)", c.Provider, c.Provider, c.Name)
+	}
+	if c.BaseURL != vaultURL {
+		return fmt.Errorf("%s: refusing to sync: the base URL in snapshots.db (%q) is not the one the tokens were issued by (%q, in tokens.db); nothing was sent; set it back, or %s", c.Provider, c.BaseURL, vaultURL, reconnect)
+	}
+	return nil
 }
 
 // slots bound what a run does at once. network holds the connections

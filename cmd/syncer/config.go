@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +14,6 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/syncerhq/syncer/sync"
-	"github.com/syncerhq/syncer/sync/estateguru"
 	"github.com/syncerhq/syncer/sync/provider"
 )
 
@@ -222,37 +219,7 @@ func (c *Config) validate() error {
 
 // checkProviderURL accepts https URLs, and http only to a loopback host (the
 // sandbox): a token never crosses a network in the clear.
-func checkProviderURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("%q is not a URL (try %q)", raw, estateguru.DefaultBaseURL)
-	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%q must be a plain base URL, without credentials, query or fragment", redactURL(u))
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		host := u.Hostname()
-		if host == "localhost" {
-			return nil
-		}
-		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-			return nil
-		}
-		return fmt.Errorf("%q uses http: tokens would cross the network unencrypted; use https (http is allowed only for loopback, such as the sandbox)", raw)
-	}
-	return fmt.Errorf("%q: scheme must be https", redactURL(u))
-}
-
-func redactURL(u *url.URL) string {
-	c := *u
-	c.User = nil
-	c.RawQuery = ""
-	c.Fragment = ""
-	return c.String()
-}
+func checkProviderURL(raw string) error { return provider.CheckBaseURL(raw) }
 
 // normalizeBaseURL checks a provider base URL and drops a trailing slash.
 func normalizeBaseURL(raw string) (string, error) {
