@@ -48,9 +48,13 @@ func newApp(e env) (*app, error) {
 // secrets lists the configured secret values, for the log backstop.
 func (c *Config) secrets() []string {
 	var out []string
-	for _, s := range []provider.Secret{c.EverRealClientSecret, c.EstateGuruClientSecret} {
-		if !s.IsZero() {
-			out = append(out, s.Reveal())
+	for _, cred := range []struct {
+		id     string
+		secret provider.Secret
+	}{{c.EverRealClientID, c.EverRealClientSecret}, {c.EstateGuruClientID, c.EstateGuruClientSecret}} {
+		if !cred.secret.IsZero() {
+			out = append(out, cred.secret.Reveal())
+			out = append(out, provider.BasicForms(cred.id, cred.secret.Reveal())...)
 		}
 	}
 	return out

@@ -215,7 +215,8 @@ func (c *Client) Refresh(ctx context.Context, refresh provider.Secret) (provider
 	form := url.Values{}
 	form.Set("grant_type", "refresh_token")
 	form.Set("refresh_token", refresh.Reveal())
-	secrets := []string{refresh.Reveal(), c.ClientSecret.Reveal()}
+	secrets := append([]string{refresh.Reveal(), c.ClientSecret.Reveal()},
+		provider.BasicForms(c.ClientID, c.ClientSecret.Reveal())...)
 	now := c.now()
 	resp, err := c.policy(nil).Do(ctx, provider.Request{
 		Provider: Name,

@@ -559,3 +559,20 @@ func TestOnRetryHearsEveryRetry(t *testing.T) {
 		t.Fatalf("OnRetry heard %s, want %s", got, want)
 	}
 }
+
+func TestScrubTextFoldsCaseAndBasicForms(t *testing.T) {
+	forms := BasicForms("id", "s3cret-canary?>>")
+	text := "auth " + strings.Join(forms, " ") + " tok ABCDEF-CANARY and aBcDeF-cAnArY"
+	got := ScrubText(text, append(forms, "abcdef-canary")...)
+	for _, f := range forms {
+		if strings.Contains(got, f) {
+			t.Fatalf("ScrubText left %q in %q", f, got)
+		}
+	}
+	if strings.Contains(strings.ToLower(got), "canary") {
+		t.Fatalf("ScrubText left a case variant: %q", got)
+	}
+	if got, want := ScrubText("cut ABCDEF-CAN…", "abcdef-canary"), "cut "+Redacted+"…"; got != want {
+		t.Fatalf("truncated = %q, want %q", got, want)
+	}
+}

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/url"
@@ -84,23 +85,82 @@ func secretForms(secrets []string) []string {
 	return forms
 }
 
+// BasicForms are the ways HTTP Basic client credentials may come back: the
+// base64 of "id:secret", in the standard and URL alphabets, padded or not.
+// A provider echoing the Authorization header would otherwise leak the
+// secret in a form no plain match finds.
+func BasicForms(id, secret string) []string {
+	if secret == "" {
+		return nil
+	}
+	b := []byte(id + ":" + secret)
+	return []string{
+		base64.StdEncoding.EncodeToString(b),
+		base64.RawStdEncoding.EncodeToString(b),
+		base64.URLEncoding.EncodeToString(b),
+		base64.RawURLEncoding.EncodeToString(b),
+	}
+}
+
+// redact replaces every form, matched without regard to ASCII case (a
+// provider may echo a token upper-cased), with Redacted.
 func redact(s string, forms []string) string {
 	if s == "" {
 		return s
 	}
 	for _, f := range forms {
-		s = strings.ReplaceAll(s, f, Redacted)
+		s = replaceFold(s, f, Redacted)
 	}
 	// CleanText cuts long descriptions and appends "…": the cut may have
 	// kept only the start of a secret.
 	const ellipsis = "…"
 	if body, ok := strings.CutSuffix(s, ellipsis); ok {
+		lower := asciiLower(body)
 		for _, f := range forms {
+			lf := asciiLower(f)
 			for k := len(f) - 1; k >= minTail; k-- {
-				if strings.HasSuffix(body, f[:k]) {
+				if strings.HasSuffix(lower, lf[:k]) {
 					return body[:len(body)-k] + Redacted + ellipsis
 				}
 			}
+		}
+	}
+	return s
+}
+
+// replaceFold is strings.ReplaceAll matching old without regard to ASCII
+// case. ASCII folding keeps every byte offset, so indexes found in the
+// folded copy hold in s.
+func replaceFold(s, old, repl string) string {
+	if old == "" {
+		return s
+	}
+	ls, lo := asciiLower(s), asciiLower(old)
+	i := strings.Index(ls, lo)
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i >= 0 {
+		b.WriteString(s[:i])
+		b.WriteString(repl)
+		s, ls = s[i+len(old):], ls[i+len(old):]
+		i = strings.Index(ls, lo)
+	}
+	b.WriteString(s)
+	return b.String()
+}
+
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
 		}
 	}
 	return s
