@@ -359,9 +359,19 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		}
 		refreshed = true
 	}
+	// A raw answer is stored as received, but for this call's secrets: a
+	// provider that echoes the access token must not put it into
+	// snapshots.db, which the reporting group reads.
+	scrubRaw := func(raw []byte) []byte {
+		clean, n := provider.ScrubBytes(raw, secrets...)
+		if n > 0 {
+			log.Warn("the provider's answer holds this connection's secrets; they are stored as [REDACTED]", "count", n)
+		}
+		return clean
+	}
 	fetchAndSave := func() error {
 		fetchedAt := s.now()
-		save, err := conn.fetch(ctx, tok.Access)
+		save, err := conn.fetch(ctx, tok.Access, scrubRaw)
 		if err != nil {
 			return err
 		}
@@ -540,8 +550,9 @@ func withGrace(parent context.Context, grace time.Duration) (context.Context, co
 // boundConnection is a connection's provider calls, made uniform.
 type boundConnection struct {
 	refresh func(ctx context.Context, refresh provider.Secret) (provider.Token, error)
-	// fetch pulls the data and returns how to store it.
-	fetch func(ctx context.Context, access provider.Secret) (saveFunc, error)
+	// fetch pulls the data and returns how to store it; scrubRaw cleans
+	// the raw answer before it is stored.
+	fetch func(ctx context.Context, access provider.Secret, scrubRaw func([]byte) []byte) (saveFunc, error)
 }
 
 type saveFunc func(ctx context.Context, st Store, connID int64, period, fetchedAt time.Time) error
@@ -555,12 +566,13 @@ func (s *Syncer) bind(c store.Connection) (boundConnection, error) {
 		api := s.Clients.EverReal(c.BaseURL)
 		return boundConnection{
 			refresh: api.Refresh,
-			fetch: func(ctx context.Context, access provider.Secret) (saveFunc, error) {
+			fetch: func(ctx context.Context, access provider.Secret, scrubRaw func([]byte) []byte) (saveFunc, error) {
 				u, err := api.Me(ctx, access)
 				if err != nil {
 					return nil, err
 				}
 				snap := everRealSnapshot(u)
+				snap.Raw = scrubRaw(snap.Raw)
 				return func(ctx context.Context, st Store, id int64, period, at time.Time) error {
 					return st.SaveEverReal(ctx, id, period, at, snap)
 				}, nil
@@ -573,13 +585,13 @@ func (s *Syncer) bind(c store.Connection) (boundConnection, error) {
 		api := s.Clients.EstateGuru(c.BaseURL)
 		return boundConnection{
 			refresh: api.Refresh,
-			fetch: func(ctx context.Context, access provider.Secret) (saveFunc, error) {
+			fetch: func(ctx context.Context, access provider.Secret, scrubRaw func([]byte) []byte) (saveFunc, error) {
 				answer, err := api.FetchInvestments(ctx, access)
 				if err != nil {
 					return nil, err
 				}
 				return func(ctx context.Context, st Store, id int64, period, at time.Time) error {
-					return saveEstateGuru(ctx, st, id, period, at, answer)
+					return saveEstateGuru(ctx, st, id, period, at, answer, scrubRaw)
 				}, nil
 			},
 		}, nil
@@ -606,7 +618,7 @@ func everRealSnapshot(u *everreal.User) store.EverRealSnapshot {
 // the stream declines (an error answer, or anything unusual) is decoded in
 // full instead, which gives its error or its portfolio, and stored in a
 // second transaction; the first one, if it began, stored nothing.
-func saveEstateGuru(ctx context.Context, st Store, id int64, period, at time.Time, answer *estateguru.Answer) error {
+func saveEstateGuru(ctx context.Context, st Store, id int64, period, at time.Time, answer *estateguru.Answer, scrubRaw func([]byte) []byte) error {
 	stream := answer.Stream()
 	defer stream.Close()
 	currency, cash, ok, err := stream.Header(ctx)
@@ -614,7 +626,7 @@ func saveEstateGuru(ctx context.Context, st Store, id int64, period, at time.Tim
 		return err
 	}
 	if ok {
-		snap := store.EstateGuruSnapshot{Currency: currency, CashCents: cash, Raw: answer.Raw(),
+		snap := store.EstateGuruSnapshot{Currency: currency, CashCents: cash, Raw: scrubRaw(answer.Raw()),
 			Investments: converted(stream.Investments())}
 		err := st.SaveEstateGuru(ctx, id, period, at, snap)
 		if !errors.Is(err, estateguru.ErrNotStreamed) {
@@ -626,7 +638,7 @@ func saveEstateGuru(ctx context.Context, st Store, id int64, period, at time.Tim
 		return err
 	}
 	return st.SaveEstateGuru(ctx, id, period, at, store.EstateGuruSnapshot{
-		Currency: p.Currency, CashCents: p.CashCents, Raw: p.Raw,
+		Currency: p.Currency, CashCents: p.CashCents, Raw: scrubRaw(p.Raw),
 		Investments: converted(func(yield func(estateguru.Investment, error) bool) {
 			for _, inv := range p.Investments {
 				if !yield(inv, nil) {

@@ -165,3 +165,23 @@ func asciiLower(s string) string {
 	}
 	return s
 }
+
+// ScrubBytes replaces every form of each secret in b (matched without
+// regard to ASCII case) with Redacted, and says how many it replaced. b is
+// returned as is when it holds none; it is never changed in place. A
+// secret inside a JSON string stays a valid JSON string.
+func ScrubBytes(b []byte, secrets ...string) ([]byte, int) {
+	forms := secretForms(secrets)
+	if len(forms) == 0 || len(b) == 0 {
+		return b, 0
+	}
+	lower := asciiLower(string(b))
+	n := 0
+	for _, f := range forms {
+		n += strings.Count(lower, asciiLower(f))
+	}
+	if n == 0 {
+		return b, 0
+	}
+	return []byte(redact(string(b), forms)), n
+}
