@@ -62,3 +62,50 @@ func TestRawAnswerIsStoredWithoutTheCallsSecrets(t *testing.T) {
 		t.Fatalf("want a WARN line with count=2 and no token:\n%s", l)
 	}
 }
+
+// slowEstateGuru issues short-lived access tokens; its first data call
+// takes longer than one lives (retries after 5xx answers) and ends in
+// invalid_token.
+type slowEstateGuru struct {
+	clock               *time.Time
+	refreshes, fetches int
+}
+
+func (f *slowEstateGuru) Refresh(context.Context, provider.Secret) (provider.Token, error) {
+	f.refreshes++
+	return provider.Token{Access: "access-short", Refresh: "refresh-next", AccessExpiresAt: f.clock.Add(10 * time.Minute)}, nil
+}
+
+func (f *slowEstateGuru) FetchInvestments(context.Context, provider.Secret) (*estateguru.Answer, error) {
+	f.fetches++
+	if f.fetches == 1 {
+		*f.clock = f.clock.Add(11 * time.Minute)
+		return nil, &provider.Error{Provider: estateguru.Name, Op: "investments", Kind: provider.KindInvalidToken, Code: "invalid_token", Status: 401}
+	}
+	return sampleAnswer(), nil
+}
+
+// Finding 13: a token refreshed in this run that expired during the data
+// call's retries is refreshed once more, not taken as a failure.
+func TestAnAccessTokenThatExpiredDuringRetriesIsRefreshedAgain(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	clock := time.Now().UTC()
+	if _, err := st.Connect(ctx, "eg", estateguru.Name, "https://estateguru.invalid", provider.Token{Refresh: "refresh-0"}); err != nil {
+		t.Fatal(err)
+	}
+	eg := &slowEstateGuru{clock: &clock}
+	logs := &logBuffer{}
+	s := newTestSyncer(st, eg, logs)
+	s.Now = func() time.Time { return clock }
+	if sum, err := s.Run(ctx, TriggerOnce, nil); err != nil || sum.OK != 1 {
+		t.Fatalf("run: %+v, %v; want ok\n%s", sum, err, logs)
+	}
+	if eg.refreshes != 2 || eg.fetches != 2 {
+		t.Fatalf("refreshes = %d, fetches = %d; want 2 and 2", eg.refreshes, eg.fetches)
+	}
+}

@@ -383,10 +383,14 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		return save(ctx, s.Store, c.ID, store.PeriodStart(fetchedAt, s.period()), fetchedAt)
 	}
 	err = fetchAndSave()
-	if provider.KindOf(err) == provider.KindInvalidToken && !refreshed {
-		// The access token died early (revoked, or the clock is off): one
-		// refresh, one retry.
-		log.Info("access token refused; refreshing and retrying once")
+	// A data call retried after 5xx answers can outlive a short-lived
+	// access token refreshed at the start of this run: its own expiry
+	// having passed, one more refresh is due.
+	expired := !tok.AccessExpiresAt.IsZero() && !s.now().Before(tok.AccessExpiresAt)
+	if provider.KindOf(err) == provider.KindInvalidToken && (!refreshed || expired) {
+		// The access token died early (revoked, or the clock is off), or
+		// expired during retries: one refresh, one retry.
+		log.Info("access token refused; refreshing and retrying once", "expired", expired)
 		if err := turn.toNetwork(ctx); err != nil {
 			return err
 		}
