@@ -64,8 +64,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 10 * time.Second
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("store: create data directory %s: %w", dir, err)
+	if err := checkDataDir(dir); err != nil {
+		return nil, err
 	}
 	s := &Store{dir: dir, Now: time.Now}
 	var err error
@@ -183,17 +183,10 @@ type dbOptions struct {
 func openDB(ctx context.Context, path string, o dbOptions) (*sql.DB, error) {
 	// Create the file ourselves so it is born with the right mode whatever
 	// the umask; SQLite gives the -wal and -shm files the same mode.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, o.mode)
+	// It is opened without following a link and checked (trust.go).
+	fi, err := openDataFile(path, o.mode)
 	if err != nil {
-		return nil, fileError(path, "open", err)
-	}
-	fi, err := f.Stat()
-	f.Close()
-	if err != nil {
-		return nil, fileError(path, "open", err)
-	}
-	if err := os.Chmod(path, o.mode); err != nil {
-		return nil, fileError(path, "set mode on", err)
+		return nil, err
 	}
 	if fi.Size() == 0 && o.newPageSize > 0 {
 		if err := initPageSize(ctx, path, o.newPageSize, o.busy); err != nil {

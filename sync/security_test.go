@@ -67,7 +67,7 @@ func TestRawAnswerIsStoredWithoutTheCallsSecrets(t *testing.T) {
 // takes longer than one lives (retries after 5xx answers) and ends in
 // invalid_token.
 type slowEstateGuru struct {
-	clock               *time.Time
+	clock              *time.Time
 	refreshes, fetches int
 }
 

@@ -8,6 +8,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
 	stdsync "sync"
 	"time"
 
@@ -23,6 +27,7 @@ import (
 // app is the wiring every command shares: configuration, logger, store and
 // provider clients.
 type app struct {
+	args  []string // the command line, for hints
 	cfg   *Config
 	log   *slog.Logger
 	store *store.Store
@@ -39,7 +44,7 @@ func newApp(e env) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errConfig, err)
 	}
-	a := &app{cfg: cfg, policies: map[string]*provider.HTTP{}}
+	a := &app{args: e.args, cfg: cfg, policies: map[string]*provider.HTTP{}}
 	a.log = newLogger(e.stderr, cfg.LogLevel, cfg.LogFormat, cfg.secrets())
 	a.client = newHTTPClient(cfg)
 	return a, nil
@@ -65,11 +70,47 @@ func (a *app) openStore(ctx context.Context) error {
 	if errors.Is(err, store.ErrTokenKey) {
 		return fmt.Errorf("%w: %w", errConfig, err) // exit 2, like any other configuration error
 	}
+	var oe *store.OwnerError
+	if errors.As(err, &oe) {
+		return fmt.Errorf("%w: %w\n%s", errConfig, err, ownerHint(oe, a.cfg.DataDir, a.args))
+	}
+	if errors.Is(err, store.ErrUntrusted) {
+		return fmt.Errorf("%w: %w", errConfig, err)
+	}
 	if err != nil {
 		return err
 	}
 	a.store = st
 	return nil
+}
+
+// ownerHint says how to run the same command as the data directory's owner.
+func ownerHint(oe *store.OwnerError, dataDir string, args []string) string {
+	name := strconv.Itoa(oe.Owner)
+	if u, err := user.LookupId(name); err == nil {
+		name = u.Username
+	}
+	cmd := "syncer"
+	for _, a := range args {
+		cmd += " " + shellQuote(a)
+	}
+	dir := shellQuote(dataDir)
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dir = shellQuote(abs)
+	}
+	return fmt.Sprintf("Run it as %s, the owner, for example:\n"+
+		"  sudo -u %s -E SYNCER_DATA_DIR=%s %s\n"+
+		"  systemd-run --pipe --wait --quiet -p User=%s -p EnvironmentFile=-/etc/syncer/syncer.env -E SYNCER_DATA_DIR=%s %s\n"+
+		"(a sync with the service's own settings and credentials: systemctl start syncer-once.service)",
+		name, name, dir, cmd, name, dir, cmd)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:@,+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func (a *app) close() {

@@ -20,7 +20,7 @@ import (
 // Config is every setting syncer takes, all from the environment
 // (prefix SYNCER_). `syncer -help` prints this list with defaults.
 type Config struct {
-	DataDir        string        `envconfig:"DATA_DIR" default:"./syncer-data" desc:"directory holding snapshots.db and tokens.db (created 0750)"`
+	DataDir        string        `envconfig:"DATA_DIR" default:"./syncer-data" desc:"directory holding snapshots.db and tokens.db (created 0750, owned by the user syncer runs as); unset: $STATE_DIRECTORY under systemd, else ./syncer-data unless the current directory is writable by other users"`
 	Schedule       string        `envconfig:"SCHEDULE" default:"@every 1h" desc:"when the daemon syncs: five-field cron (\"0 * * * *\"), a descriptor (\"@hourly\", \"@every 30m\"), optionally prefixed \"CRON_TZ=Europe/Berlin \"; UTC otherwise"`
 	SyncOnStart    bool          `envconfig:"SYNC_ON_START" default:"true" desc:"the daemon syncs once at start, before the first scheduled run"`
 	SnapshotPeriod time.Duration `envconfig:"SNAPSHOT_PERIOD" default:"24h" desc:"one snapshot per connection per period (UTC); a later run in the same period replaces it"`
@@ -55,6 +55,13 @@ func loadConfig() (*Config, error) {
 	if err := envconfig.Process(envPrefix, &c); err != nil {
 		return nil, configError(err)
 	}
+	if _, set := os.LookupEnv(envPrefix + "_DATA_DIR"); !set {
+		dir, err := defaultDataDir()
+		if err != nil {
+			return nil, err
+		}
+		c.DataDir = dir
+	}
 	if err := c.loadCredentials(); err != nil {
 		return nil, err
 	}
@@ -62,6 +69,28 @@ func loadConfig() (*Config, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// defaultDataDir is where the data lives when SYNCER_DATA_DIR is not set:
+// the service's state directory under systemd (StateDirectory=), else
+// ./syncer-data, but never in a current directory other users may write to
+// (such as /tmp), where one of them could have made ./syncer-data first or
+// could swap it.
+func defaultDataDir() (string, error) {
+	if sd := os.Getenv("STATE_DIRECTORY"); sd != "" {
+		first, _, _ := strings.Cut(sd, ":")
+		return first, nil
+	}
+	const dir = "./syncer-data"
+	wd, err := os.Getwd()
+	if err != nil {
+		return dir, nil
+	}
+	fi, err := os.Stat(wd)
+	if err == nil && fi.Mode().Perm()&0o022 != 0 {
+		return "", fmt.Errorf("SYNCER_DATA_DIR: not set, and the default ./syncer-data would be in %s, which other users may write to (mode %04o); set SYNCER_DATA_DIR to a directory of your own (try \"$HOME/.local/state/syncer\" or \"/var/lib/syncer\"), or run syncer from one", wd, fi.Mode().Perm())
+	}
+	return dir, nil
 }
 
 func configError(err error) error {

@@ -47,6 +47,7 @@ func signalContext() (context.Context, func()) {
 // env is what a command gets: its streams and the context.
 type env struct {
 	ctx    context.Context
+	args   []string // the command line, for hints that repeat it
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
@@ -67,7 +68,7 @@ func (e attentionError) Error() string { return e.msg }
 
 // run is main without the process: tests call it directly.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	e := env{ctx: ctx, args: args, stdin: stdin, stdout: stdout, stderr: stderr}
 	err := dispatch(e, args)
 	var ue usageError
 	var ae attentionError

@@ -8,9 +8,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	stdsync "sync"
+	"syscall"
 	"testing"
 
 	"github.com/syncerhq/syncer/store"
@@ -91,4 +93,75 @@ func TestTamperedBaseURLSendsNothing(t *testing.T) {
 	w.tamper("UPDATE connection SET base_url = ? WHERE name = 'er'", w.sb.EverRealURL)
 	w.tamper("UPDATE connection SET base_url = ? WHERE name = 'eg'", w.sb.EstateGuruURL)
 	w.mustRun(0, "", "-once")
+}
+
+// Finding 12: a root run against the service's data directory is refused
+// before anything is created there, with the commands that run it right.
+func TestARunAsAnotherUserIsRefusedWithTheCommandThatWorks(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the data directory to another user")
+	}
+	w := newWorld(t, sandbox.Options{})
+	addSampleInvestor(w.sb, "inv")
+	w.importEstateGuru("eg", "inv")
+	if err := filepath.Walk(w.dataDir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, 65534, 65534)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	res := w.mustRun(2, "", "-once")
+	for _, want := range []string{"sudo -u ", "systemd-run", "User=", "syncer -once"} {
+		if !strings.Contains(res.stderr, want) {
+			t.Fatalf("stderr lacks %q:\n%s", want, res)
+		}
+	}
+	if err := filepath.Walk(w.dataDir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 65534 {
+			t.Errorf("%s belongs to uid %d after the refused run", p, st.Uid)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Finding 2: started from a directory other users may write to (such as
+// /tmp) without SYNCER_DATA_DIR, syncer refuses the default there; under
+// systemd the default is $STATE_DIRECTORY.
+func TestDefaultDataDirectory(t *testing.T) {
+	shared := t.TempDir()
+	if err := os.Chmod(shared, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(shared)
+	t.Setenv("SYNCER_DATA_DIR", "")
+	os.Unsetenv("SYNCER_DATA_DIR")
+	t.Setenv("STATE_DIRECTORY", "")
+	_, err := loadConfig()
+	if err == nil || !strings.Contains(err.Error(), "SYNCER_DATA_DIR") || !strings.Contains(err.Error(), "other users") {
+		t.Fatalf("loadConfig in a shared directory = %v, want a refusal naming SYNCER_DATA_DIR", err)
+	}
+	if _, err := os.Stat(filepath.Join(shared, "syncer-data")); !os.IsNotExist(err) {
+		t.Fatalf("syncer-data was created in the shared directory")
+	}
+	t.Setenv("STATE_DIRECTORY", "/var/lib/syncer:/var/lib/other")
+	c, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.DataDir, "/var/lib/syncer"; got != want {
+		t.Fatalf("DataDir = %q, want %q", got, want)
+	}
+	own := t.TempDir()
+	t.Chdir(own)
+	t.Setenv("STATE_DIRECTORY", "")
+	if c, err = loadConfig(); err != nil || c.DataDir != "./syncer-data" {
+		t.Fatalf("in a directory of one's own: %v, %v; want ./syncer-data", c, err)
+	}
 }
