@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -126,5 +128,42 @@ func TestOpenRefusesAnotherUsersDataDirectory(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("files created in another user's directory: %v", entries)
+	}
+}
+
+// Finding 3: a link swapped in at the backup's path while it is written
+// never redirects the copy: Backup writes nothing through that path.
+func TestBackupIsNotRedirectedByASwappedLink(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	id := connect(t, s, "eg", "estateguru")
+	saveEG(t, s, id, day0, portfolio(7, 200))
+	out := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "chosen-by-the-other-user")
+	for i := range 10 {
+		target := filepath.Join(out, fmt.Sprintf("backup-%d.db", i))
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { // the other user, swapping a link in as soon as a file appears
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if fi, err := os.Lstat(target); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+					os.Remove(target)
+					os.Symlink(victim, target)
+				}
+			}
+		}()
+		Backup(context.Background(), dir, target)
+		close(done)
+		wg.Wait()
+		if _, err := os.Stat(victim); err == nil {
+			t.Fatalf("run %d: the backup was written where the swapped link pointed", i)
+		}
 	}
 }
