@@ -23,6 +23,10 @@ const (
 )
 
 func main() {
+	if err := noCoreDumps(); err != nil {
+		fmt.Fprintln(os.Stderr, "syncer: cannot turn core dumps off:", err)
+		os.Exit(exitUsage)
+	}
 	ctx, stop := signalContext()
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))

@@ -4,11 +4,14 @@ package main
 // careless path leaks nothing.
 
 import (
+	"bufio"
 	"database/sql"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	stdsync "sync"
@@ -163,5 +166,74 @@ func TestDefaultDataDirectory(t *testing.T) {
 	t.Setenv("STATE_DIRECTORY", "")
 	if c, err = loadConfig(); err != nil || c.DataDir != "./syncer-data" {
 		t.Fatalf("in a directory of one's own: %v, %v; want ./syncer-data", c, err)
+	}
+}
+
+// Finding 4: the running process writes no core file and is not dumpable
+// (no ptrace, no /proc/<pid>/mem for its own user). A non-dumpable
+// process's /proc/<pid> files belong to root, so the daemon runs here as
+// another user (nobody) to tell.
+func TestTheProcessIsNotDumpable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the daemon as another user")
+	}
+	top, err := os.MkdirTemp("", "syncer-dumpable-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(top) })
+	os.Chmod(top, 0o755)
+	b, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(top, "syncer")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(top, "data")
+	if err := os.Mkdir(data, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(data, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "SYNCER_DATA_DIR=" + data, "SYNCER_SYNC_ON_START=false", "SYNCER_LOG_LEVEL=debug"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+	// The daemon is up (past main's start) once it logs its schedule.
+	lines := bufio.NewScanner(out)
+	for !strings.Contains(lines.Text(), "scheduler started") {
+		if !lines.Scan() {
+			t.Fatalf("the daemon did not start")
+		}
+	}
+	go io.Copy(io.Discard, out)
+	fi, err := os.Stat(status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != 0 {
+		t.Fatalf("%s belongs to uid %d: the process is dumpable", status, uid)
+	}
+	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(limits), "\n") {
+		if strings.HasPrefix(line, "Max core file size") {
+			if f := strings.Fields(line); f[4] != "0" || f[5] != "0" {
+				t.Fatalf("core limit: %q, want 0 0", line)
+			}
+		}
 	}
 }
