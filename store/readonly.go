@@ -37,6 +37,10 @@ func openReadOnly(ctx context.Context, dir string, pragmas ...string) (*sql.DB, 
 		db.Close()
 		return nil, fileError(path, "open", err)
 	}
+	if err := checkOpened(ctx, db, path); err != nil {
+		db.Close()
+		return nil, fileError(path, "open", err)
+	}
 	return db, nil
 }
 

@@ -153,7 +153,35 @@ func DSN(path string, pragmas []string, extra url.Values) string {
 			q.Add(k, v)
 		}
 	}
-	return "file:" + path + "?" + q.Encode()
+	return "file:" + escapePath(path) + "?" + q.Encode()
+}
+
+// escapePath makes a file path safe inside a file: URI: "%", "?" and "#"
+// (and anything else a URI path cannot hold) are percent-encoded, which
+// SQLite decodes, so SYNCER_DATA_DIR=/srv/a%41 or /srv/a#b opens the file
+// it names, not another. A leading "//" would read as an authority, so the
+// path is cleaned first.
+func escapePath(path string) string {
+	return (&url.URL{Path: filepath.Clean(path)}).EscapedPath()
+}
+
+// checkOpened asks SQLite which file it opened (PRAGMA database_list) and
+// fails unless it is the one at path.
+func checkOpened(ctx context.Context, db *sql.DB, path string) error {
+	var seq int
+	var name, file string
+	if err := db.QueryRowContext(ctx, "PRAGMA database_list").Scan(&seq, &name, &file); err != nil {
+		return err
+	}
+	want, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	got, err := os.Stat(file)
+	if err != nil || !os.SameFile(got, want) {
+		return fmt.Errorf("SQLite opened %q, not the file meant", file)
+	}
+	return nil
 }
 
 // snapshotsPageSize is the page size a new snapshots.db is created with.
@@ -208,6 +236,10 @@ func openDB(ctx context.Context, path string, o dbOptions) (*sql.DB, error) {
 	}
 	db := sql.OpenDB(connector)
 	if err := checkPragmas(ctx, db, o.synchronous); err != nil {
+		db.Close()
+		return nil, fileError(path, "open", err)
+	}
+	if err := checkOpened(ctx, db, path); err != nil {
 		db.Close()
 		return nil, fileError(path, "open", err)
 	}

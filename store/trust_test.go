@@ -167,3 +167,35 @@ func TestBackupIsNotRedirectedByASwappedLink(t *testing.T) {
 		}
 	}
 }
+
+// Finding 7: a data directory whose name holds URI syntax ("%41", "#",
+// "?") opens the files it names, not others.
+func TestDataDirectoryNameIsNotURISyntax(t *testing.T) {
+	top := t.TempDir()
+	dir := filepath.Join(top, "a%41b#c?d")
+	s := openStore(t, dir)
+	connect(t, s, "eg", "estateguru")
+	s.Close()
+	for _, f := range []string{SnapshotsFile, TokensFile} {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() == 0 {
+			t.Fatalf("%s is empty: the database went elsewhere", f)
+		}
+	}
+	entries, _ := os.ReadDir(top)
+	if len(entries) != 1 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("files beside the data directory: %q", names)
+	}
+	r, err := OpenReader(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+}
