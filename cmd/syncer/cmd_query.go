@@ -16,6 +16,7 @@ import (
 func cmdQuery(e env, args []string) error {
 	fs := newFlagSet("query", e)
 	format := fs.String("format", "table", "table, csv or json")
+	csvRaw := fs.Bool("csv-raw", false, "CSV cells exactly as stored: no quote put before a cell starting with = + - @ tab or CR (for programs, not spreadsheets)")
 	if err := parseFlags(fs, e, args); err != nil {
 		return err
 	}
@@ -63,7 +64,7 @@ func cmdQuery(e env, args []string) error {
 	var w rowWriter
 	switch *format {
 	case "csv":
-		w = &csvWriter{w: bufio.NewWriter(e.stdout)}
+		w = &csvWriter{w: bufio.NewWriter(e.stdout), raw: *csvRaw}
 	case "json":
 		w = &jsonWriter{w: e.stdout}
 	default:
@@ -134,11 +135,43 @@ func (t *tableWriter) header(cols []string) error {
 func (t *tableWriter) row(_ []string, vals []any) error {
 	cells := make([]string, len(vals))
 	for i, v := range vals {
-		// Tabs and newlines would break the alignment.
-		cells[i] = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(text(v))
+		cells[i] = visible(text(v))
 	}
 	_, err := fmt.Fprintln(t.w, strings.Join(cells, "\t"))
 	return err
+}
+
+// visible shows control characters as escapes (\t, \n, \x1b, \u202e): a
+// provider's text must not move the cursor, recolour or retitle the
+// terminal, or reorder what is shown (bidi controls); tabs and newlines
+// would also break the alignment.
+func visible(s string) string {
+	if strings.IndexFunc(s, isControl) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case !isControl(r):
+			b.WriteRune(r)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool {
+	return r < 0x20 || (r >= 0x7f && r < 0xa0) || r == 0xfffd ||
+		(r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) || r == 0x200e || r == 0x200f || r == 0x061c
 }
 
 func (t *tableWriter) end() error { return t.w.Flush() }
@@ -147,16 +180,42 @@ func (t *tableWriter) end() error { return t.w.Flush() }
 // a quote, CR or LF is quoted, its quotes doubled. Unlike encoding/csv with
 // UseCRLF, a newline inside a value is written as it is, not turned into
 // CRLF: the value read back is the value stored.
-type csvWriter struct{ w *bufio.Writer }
+//
+// Unless raw, a text cell starting with = + - @ tab or CR gets a leading
+// single quote: a spreadsheet would otherwise run it as a formula
+// (=HYPERLINK(...) in a name a provider sent). Numbers are written as they
+// are.
+type csvWriter struct {
+	w   *bufio.Writer
+	raw bool
+}
 
-func (c *csvWriter) header(cols []string) error { return c.record(cols) }
+func (c *csvWriter) header(cols []string) error {
+	rec := make([]string, len(cols))
+	for i, col := range cols {
+		rec[i] = c.neutral(col)
+	}
+	return c.record(rec)
+}
 
 func (c *csvWriter) row(_ []string, vals []any) error {
 	rec := make([]string, len(vals))
 	for i, v := range vals {
-		rec[i] = text(v)
+		switch v.(type) {
+		case string, []byte:
+			rec[i] = c.neutral(text(v))
+		default:
+			rec[i] = text(v)
+		}
 	}
 	return c.record(rec)
+}
+
+func (c *csvWriter) neutral(s string) string {
+	if c.raw || s == "" || !strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return s
+	}
+	return "'" + s
 }
 
 func (c *csvWriter) record(fields []string) error {

@@ -237,3 +237,43 @@ func TestTheProcessIsNotDumpable(t *testing.T) {
 		}
 	}
 }
+
+// Finding 9: names a provider sends come out of -format csv unable to run
+// as spreadsheet formulas (unless -csv-raw), and out of the table without
+// terminal escape sequences.
+func TestQueryOutputNeutralisesHostileNames(t *testing.T) {
+	w := newWorld(t, sandbox.Options{})
+	const formula = `=HYPERLINK("http://192.0.2.9/x","open")`
+	const escape = "Tiny\x1b]0;pwned\x07\x1b[2J\u202e"
+	w.sb.AddEstateGuruInvestor(sandbox.Investor{
+		Name: "inv", Currency: "EUR", Cash: "1.00",
+		Investments: []sandbox.Investment{
+			{Name: formula, Quantity: "1", InvestmentAmount: "1.00", MarketValue: "1.00", PrincipalLeft: "1.00",
+				Profit: "0.00", RealizedIncome: "0.00", Change: "-0.01", LoanID: "EE1"},
+			{Name: escape, Quantity: "1", InvestmentAmount: "1.00", MarketValue: "1.00", PrincipalLeft: "1.00",
+				Profit: "0.00", RealizedIncome: "0.00", Change: "0.00", LoanID: "EE2"},
+			{Name: "@SUM(A1)", Quantity: "1", InvestmentAmount: "1.00", MarketValue: "1.00", PrincipalLeft: "1.00",
+				Profit: "0.00", RealizedIncome: "0.00", Change: "0.00", LoanID: "EE3"},
+		},
+	})
+	w.importEstateGuru("eg", "inv")
+	w.mustRun(0, "", "-once")
+	q := "SELECT name, change_cents FROM latest_estateguru_investments WHERE loan_id IN ('EE1', 'EE3') ORDER BY loan_id"
+
+	res := w.mustRun(0, "", "query", "-format", "csv", q)
+	if got, want := res.stdout, "name,change_cents\r\n\"'=HYPERLINK(\"\"http://192.0.2.9/x\"\",\"\"open\"\")\",-1\r\n'@SUM(A1),0\r\n"; got != want {
+		t.Fatalf("csv = %q, want %q (formulas neutralised, numbers as they are)", got, want)
+	}
+	res = w.mustRun(0, "", "query", "-format", "csv", "-csv-raw", q)
+	if !strings.Contains(res.stdout, "\r\n\"=HYPERLINK(") {
+		t.Fatalf("-csv-raw should write cells as stored: %q", res.stdout)
+	}
+
+	res = w.mustRun(0, "", "query", "SELECT name FROM latest_estateguru_investments WHERE loan_id = 'EE2'")
+	if strings.ContainsAny(res.stdout, "\x1b\x07\u202e") {
+		t.Fatalf("the table passes control characters through: %q", res.stdout)
+	}
+	if !strings.Contains(res.stdout, `Tiny\x1b]0;pwned\x07\x1b[2J\u202e`) {
+		t.Fatalf("control characters should show as escapes: %q", res.stdout)
+	}
+}
