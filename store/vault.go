@@ -190,6 +190,9 @@ func (s *Store) saveVault(ctx context.Context, connID int64, name, baseURL strin
 		return fileError(path, "save tokens to", err)
 	}
 	defer tx.Rollback()
+	if err := s.checkKeyUnchanged(ctx, tx); err != nil {
+		return err
+	}
 	if baseURL == "" {
 		err := tx.QueryRowContext(ctx, "SELECT base_url FROM token WHERE connection_id = ?", connID).Scan(&baseURL)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -500,4 +503,68 @@ func reseal(ctx context.Context, tx *writeTx, from, to *tokenCipher) error {
 		}
 	}
 	return nil
+}
+
+// checkKeyUnchanged fails when tokens.db's key was changed (syncer rekey)
+// since this process opened it: sealing with the old key now would leave
+// tokens no one can open.
+func (s *Store) checkKeyUnchanged(ctx context.Context, tx *writeTx) error {
+	var check sql.NullString
+	err := tx.QueryRowContext(ctx, "SELECT value FROM vault_meta WHERE key = 'key_check'").Scan(&check)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fileError(filepath.Join(s.dir, TokensFile), "read", err)
+	}
+	ok := !check.Valid && s.cipher == nil
+	if check.Valid && s.cipher != nil {
+		_, err := s.cipher.open(0, "key_check", "", check.String)
+		ok = err == nil
+	}
+	if !ok {
+		return fmt.Errorf("store: the token key of %s was changed (syncer rekey) since this syncer started: restart it with the new key%w", filepath.Join(s.dir, TokensFile), ErrTokenKey)
+	}
+	return nil
+}
+
+// Rekey re-seals every stored token with newKey, in one transaction, and
+// makes it the vault's key: the old key is never needed again. A nil newKey
+// stores the tokens in plain text (the file stays 0600); on a plain vault a
+// key turns encryption on. It returns how many connections' tokens it
+// re-sealed. Other syncer processes still holding the old key refuse to
+// save tokens from then on; restart them with the new key.
+func (s *Store) Rekey(ctx context.Context, newKey []byte) (int, error) {
+	path := filepath.Join(s.dir, TokensFile)
+	var to *tokenCipher
+	if newKey != nil {
+		c, err := newTokenCipher(newKey)
+		if err != nil {
+			return 0, err
+		}
+		to = c
+	}
+	tx, err := s.tokens.begin(ctx)
+	if err != nil {
+		return 0, fileError(path, "re-key", err)
+	}
+	defer tx.Rollback()
+	if err := s.checkKeyUnchanged(ctx, tx); err != nil {
+		return 0, err
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM token").Scan(&n); err != nil {
+		return 0, fileError(path, "re-key", err)
+	}
+	if err := reseal(ctx, tx, s.cipher, to); err != nil {
+		return 0, fmt.Errorf("store: re-key %s: %w (nothing was changed)", path, err)
+	}
+	if err := setKeyCheck(ctx, tx, to); err != nil {
+		return 0, fileError(path, "re-key", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fileError(path, "re-key", err)
+	}
+	s.cipher = to
+	// The old sealed pages leave the WAL now, not at some later checkpoint
+	// (secure_delete overwrites them in the database file itself).
+	_, _ = s.tokens.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
+	return n, nil
 }

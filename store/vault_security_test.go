@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"strings"
 	"testing"
 
@@ -110,3 +111,34 @@ func TestSaveTokenKeepsVaultBaseURL(t *testing.T) {
 }
 
 func b64(b []byte) string { return base64.RawStdEncoding.EncodeToString(b) }
+
+// After a rekey, a process still holding the old key refuses to save
+// tokens (they would be sealed with a key the vault no longer has).
+func TestRekeyStopsSavesWithTheOldKey(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s1, err := Open(ctx, dir, Options{TokenKey: testKey(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close()
+	id := connect(t, s1, "eg", "estateguru")
+	s2, err := Open(ctx, dir, Options{TokenKey: testKey(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if n, err := s2.Rekey(ctx, testKey(2)); err != nil || n != 1 {
+		t.Fatalf("Rekey = %d, %v", n, err)
+	}
+	if err := s1.SaveToken(ctx, id, provider.Token{Refresh: "r-new"}); !errors.Is(err, ErrTokenKey) {
+		t.Fatalf("SaveToken with the old key = %v, want ErrTokenKey", err)
+	}
+	tok, err := s2.Token(ctx, id)
+	if err != nil || tok.Refresh.Reveal() != "r-eg" {
+		t.Fatalf("Token after rekey = %v, %v", tok.Refresh.Reveal(), err)
+	}
+	if _, err := Open(ctx, dir, Options{TokenKey: testKey(1)}); !errors.Is(err, ErrTokenKey) {
+		t.Fatalf("Open with the old key = %v, want ErrTokenKey", err)
+	}
+}

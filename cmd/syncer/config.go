@@ -151,7 +151,7 @@ func (c *Config) loadCredentials() error {
 	var source string
 	switch {
 	case c.TokenKeyFile != "":
-		b, err := os.ReadFile(c.TokenKeyFile)
+		b, err := readKeyFile(c.TokenKeyFile, dir)
 		if err != nil {
 			return fmt.Errorf("SYNCER_TOKEN_KEY_FILE: %w", err)
 		}
@@ -169,24 +169,86 @@ func (c *Config) loadCredentials() error {
 	if raw != nil {
 		key, err := parseKey(raw)
 		if err != nil {
-			return fmt.Errorf("%s: %w (make one with: head -c 32 /dev/urandom | xxd -p -c 64 > token.key)", source, err)
+			return fmt.Errorf("%s: %w (%s)", source, err, keyHint)
 		}
 		c.TokenKey = key
 	}
 	return nil
 }
 
-// parseKey accepts 64 hex digits (with surrounding space) or 32 raw bytes.
-func parseKey(b []byte) ([]byte, error) {
-	if s := strings.TrimSpace(string(b)); len(s) == 64 {
-		if k, err := hex.DecodeString(s); err == nil {
-			return k, nil
+// keyHint says how to make a good key file.
+const keyHint = "make one with: (umask 077; head -c 32 /dev/urandom | xxd -p -c 64 > token.key)"
+
+// readKeyFile reads a token key file, refusing one that other users may
+// read (or write): the key is worth as much as every token it seals. A file
+// in credDir ($CREDENTIALS_DIRECTORY) is systemd's and exempt: it is
+// readable by the service alone whatever its mode bits.
+func readKeyFile(path, credDir string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	inCreds := false
+	if credDir != "" {
+		if rel, err := filepath.Rel(credDir, path); err == nil && !strings.HasPrefix(rel, "..") && !filepath.IsAbs(rel) {
+			inCreds = true
 		}
 	}
-	if len(b) == 32 {
-		return b, nil
+	if !inCreds && fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s is readable or writable by other users (mode %04o): anyone who reads it can open every token; chmod 600 %s (or use the systemd credential token-key)", path, fi.Mode().Perm(), path)
 	}
-	return nil, fmt.Errorf("a token key is 64 hex digits or 32 raw bytes, this is %d bytes", len(b))
+	return io.ReadAll(io.LimitReader(f, 4096))
+}
+
+// parseKey accepts 64 hex digits (with surrounding space) or 32 raw bytes,
+// and refuses a weak key: all zeros or much repetition, or 32 characters of
+// text (a passphrase, not 32 random bytes).
+func parseKey(b []byte) ([]byte, error) {
+	var key []byte
+	if s := strings.TrimSpace(string(b)); len(s) == 64 {
+		if k, err := hex.DecodeString(s); err == nil {
+			key = k
+		}
+	}
+	if key == nil && len(b) == 32 {
+		if isText(b) {
+			return nil, errors.New("this is 32 characters of text, a passphrase, not a key: a token key is 32 random bytes")
+		}
+		key = b
+	}
+	if key == nil {
+		return nil, fmt.Errorf("a token key is 64 hex digits or 32 raw bytes, this is %d bytes", len(b))
+	}
+	if weakKey(key) {
+		return nil, errors.New("this key is weak (all zeros, or too few different bytes to be random)")
+	}
+	return key, nil
+}
+
+// weakKey: 32 random bytes hold about 30 different values; fewer than 16 is
+// all but impossible by chance (all-zero keys, patterns, a repeated word).
+func weakKey(k []byte) bool {
+	seen := map[byte]bool{}
+	for _, c := range k {
+		seen[c] = true
+	}
+	return len(seen) < 16
+}
+
+// isText reports whether b is all printable ASCII (and whitespace): 32 random
+// bytes are that by chance about once in 10^13.
+func isText(b []byte) bool {
+	for _, c := range b {
+		if (c < 0x20 || c > 0x7e) && c != '\n' && c != '\r' && c != '\t' {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Config) validate() error {

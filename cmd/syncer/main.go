@@ -117,13 +117,15 @@ func dispatch(e env, args []string) error {
 			return cmdQuery(e, rest)
 		case "backup":
 			return cmdBackup(e, rest)
+		case "rekey":
+			return cmdRekey(e, rest)
 		case "demo":
 			return cmdDemo(e, rest)
 		case "help":
 			printUsage(e.stdout)
 			return nil
 		}
-		return usagef("unknown command %q (commands: connect, import, status, disconnect, query, backup, demo)", cmd)
+		return usagef("unknown command %q (commands: connect, import, status, disconnect, query, backup, rekey, demo)", cmd)
 	}
 	return cmdSync(e, args)
 }
@@ -144,6 +146,7 @@ Usage:
   syncer query [-format table|csv|json] [SQL]
                                          read-only SQL on snapshots.db (SQL from stdin if not given)
   syncer backup PATH                     consistent copy of snapshots.db (VACUUM INTO), safe while running
+  syncer rekey (-new-key FILE | -remove)  re-seal every token in tokens.db with a new key (or none)
   syncer demo                            the whole job against the built-in sandbox, in ./syncer-demo/
 
 Exit codes: 0 success; 1 finished, but something needs attention; 2 usage or

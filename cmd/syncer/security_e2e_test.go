@@ -17,6 +17,7 @@ import (
 	stdsync "sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/syncerhq/syncer/store"
 	"github.com/syncerhq/syncer/sync/sandbox"
@@ -276,4 +277,89 @@ func TestQueryOutputNeutralisesHostileNames(t *testing.T) {
 	if !strings.Contains(res.stdout, `Tiny\x1b]0;pwned\x07\x1b[2J\u202e`) {
 		t.Fatalf("control characters should show as escapes: %q", res.stdout)
 	}
+}
+
+// Finding 10: a key file other users may read is refused (outside
+// $CREDENTIALS_DIRECTORY), and so are weak keys.
+func TestTokenKeyFileAndStrength(t *testing.T) {
+	w := newWorld(t, sandbox.Options{})
+	key := writeKey(t)
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.env = []string{"SYNCER_TOKEN_KEY_FILE=" + key}
+	res := w.mustRun(2, "", "status")
+	if !strings.Contains(res.stderr, "other users") || !strings.Contains(res.stderr, "chmod 600") {
+		t.Fatalf("a key file readable by others should be refused:\n%s", res)
+	}
+	if _, err := os.Stat(w.dataDir); !os.IsNotExist(err) {
+		t.Fatalf("the data directory was created before the key was refused")
+	}
+	// In $CREDENTIALS_DIRECTORY systemd owns the modes: accepted.
+	creds := filepath.Dir(key)
+	w.env = []string{"SYNCER_TOKEN_KEY_FILE=" + key, "CREDENTIALS_DIRECTORY=" + creds}
+	w.mustRun(0, "", "status")
+
+	for name, content := range map[string]string{
+		"all zero":   strings.Repeat("00", 32),
+		"repetitive": strings.Repeat("0123", 16),
+		"passphrase": "correct horse battery staple!!!!",
+	} {
+		path := filepath.Join(t.TempDir(), "weak.key")
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		w.env = []string{"SYNCER_TOKEN_KEY_FILE=" + path}
+		res := w.mustRun(2, "", "status")
+		if !strings.Contains(res.stderr, "SYNCER_TOKEN_KEY_FILE") || !(strings.Contains(res.stderr, "weak") || strings.Contains(res.stderr, "passphrase")) {
+			t.Fatalf("%s key: want a refusal:\n%s", name, res)
+		}
+	}
+}
+
+// Finding 10: syncer rekey turns encryption on, rotates the key (the old
+// one no longer opens anything) and turns it off, losing no token.
+func TestRekey(t *testing.T) {
+	w := newWorld(t, sandbox.Options{AccessTTL: time.Second}) // every run refreshes
+	addSampleInvestor(w.sb, "inv")
+	addSampleUser(w.sb, "jo@example.com")
+	w.importEstateGuru("eg", "inv")
+	w.importEverReal("er", "jo@example.com")
+	w.mustRun(0, "", "-once")
+	plain := w.storedRefreshToken("eg")
+
+	// On: a plain vault and a new key.
+	key1, key2 := writeKey(t), writeKey(t)
+	res := w.mustRun(0, "", "rekey", "-new-key", key1)
+	if !strings.Contains(res.stdout, "2 connections") {
+		t.Fatalf("rekey should say what it did:\n%s", res)
+	}
+	w.checkpointVault()
+	w.noSecretsInFiles(plain)
+	w.env = []string{"SYNCER_TOKEN_KEY_FILE=" + key1}
+	w.mustRun(0, "", "-once")
+
+	// Rotate: the old key opens nothing afterwards.
+	w.mustRun(0, "", "rekey", "-new-key", key2)
+	res = w.run("", "-once")
+	if res.code != 2 || !strings.Contains(res.stderr, "not the key") {
+		t.Fatalf("the old key after a rekey: want exit 2, got:\n%s", res)
+	}
+	w.env = []string{"SYNCER_TOKEN_KEY_FILE=" + key2}
+	w.mustRun(0, "", "-once")
+
+	// A weak or exposed new key is refused, nothing changed.
+	weak := filepath.Join(t.TempDir(), "weak.key")
+	os.WriteFile(weak, []byte(strings.Repeat("00", 32)), 0o600)
+	w.mustRun(2, "", "rekey", "-new-key", weak)
+	w.mustRun(0, "", "-once")
+
+	// Off.
+	w.mustRun(0, "", "rekey", "-remove")
+	w.env = nil
+	w.mustRun(0, "", "-once")
+	if tok := w.storedRefreshToken("eg"); strings.HasPrefix(tok, "gcm") {
+		t.Fatalf("the vault is still sealed after -remove")
+	}
+	w.mustRun(2, "", "rekey")
 }
