@@ -249,7 +249,12 @@ func (a *app) afterRun(ctx context.Context, sum sync.Summary) {
 		log.Warn("WAL checkpoint failed; SQLite's own checkpoints go on", "error", err)
 	}
 	for _, c := range cps {
-		if c.Busy {
+		switch {
+		case c.Busy && len(c.Readers) > 0:
+			// A reader pinning the WAL makes it grow run after run: say who.
+			log.Warn("WAL not truncated: another process holds a read transaction open",
+				"file", c.File, "frames", c.Frames, "checkpointed", c.Checkpointed, "readers", strings.Join(c.Readers, "; "))
+		case c.Busy:
 			log.Debug("WAL not truncated: a reader holds an older snapshot, or another process is writing",
 				"file", c.File, "frames", c.Frames, "checkpointed", c.Checkpointed)
 		}

@@ -2,13 +2,16 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/syncerhq/syncer/store"
 )
@@ -16,6 +19,7 @@ import (
 func cmdQuery(e env, args []string) error {
 	fs := newFlagSet("query", e)
 	format := fs.String("format", "table", "table, csv or json")
+	timeout := fs.Duration("timeout", 30*time.Second, "stop the query after this long (its read transaction keeps the WAL from being truncated meanwhile); 0: no limit")
 	csvRaw := fs.Bool("csv-raw", false, "CSV cells exactly as stored: no quote put before a cell starting with = + - @ tab or CR (for programs, not spreadsheets)")
 	if err := parseFlags(fs, e, args); err != nil {
 		return err
@@ -24,6 +28,9 @@ func cmdQuery(e env, args []string) error {
 	case "table", "csv", "json":
 	default:
 		return usagef("query: -format %q: use table, csv or json", *format)
+	}
+	if *timeout < 0 {
+		return usagef("query: -timeout must not be negative (try 30s, or 0 for no limit)")
 	}
 	query := strings.Join(fs.Args(), " ")
 	if strings.TrimSpace(query) == "" {
@@ -45,16 +52,25 @@ func cmdQuery(e env, args []string) error {
 		return err
 	}
 	defer a.close()
-	r, err := store.OpenReader(e.ctx, a.cfg.DataDir)
+	// The deadline interrupts SQLite (sqlite3_interrupt) in the middle of a
+	// statement: an endless recursive CTE ends, and with it the read
+	// transaction that kept the WAL from being checkpointed.
+	ctx := e.ctx
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	r, err := store.OpenReader(ctx, a.cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	// SQLite's own message, unedited: it names the table, column or token
 	// that is wrong, and a refused write says "readonly database".
-	rows, err := r.Query(e.ctx, query)
+	rows, err := r.Query(ctx, query)
 	if err != nil {
-		return fmt.Errorf("query: %v", err)
+		return queryError(ctx, *timeout, err)
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
@@ -70,7 +86,21 @@ func cmdQuery(e env, args []string) error {
 	default:
 		w = &tableWriter{w: newTabWriter(e.stdout)}
 	}
-	return writeRows(rows, cols, w)
+	if err := writeRows(rows, cols, w); err != nil {
+		return queryError(ctx, *timeout, err)
+	}
+	return nil
+}
+
+// queryError explains a query stopped by its -timeout.
+func queryError(ctx context.Context, timeout time.Duration, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("query: stopped after %s (-timeout; raise it, or 0 for no limit)", timeout)
+	}
+	if strings.HasPrefix(err.Error(), "query: ") {
+		return err
+	}
+	return fmt.Errorf("query: %v", err)
 }
 
 // writeRows streams every row of rows through w.

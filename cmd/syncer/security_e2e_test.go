@@ -363,3 +363,49 @@ func TestRekey(t *testing.T) {
 	}
 	w.mustRun(2, "", "rekey")
 }
+
+// endlessQuery never ends, and reads a table, so it holds a read transaction.
+const endlessQuery = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM sync_runs, c"
+
+// Finding 11: a query that would never end is interrupted at -timeout, so
+// its read transaction does not pin the WAL run after run.
+func TestQueryTimeout(t *testing.T) {
+	w := newWorld(t, sandbox.Options{})
+	w.mustRun(0, "", "-once") // a row in sync_runs
+	start := time.Now()
+	res := w.mustRun(1, "", "query", "-timeout", "1s", endlessQuery)
+	if !strings.Contains(res.stderr, "stopped after 1s") || !strings.Contains(res.stderr, "-timeout") {
+		t.Fatalf("want the timeout explained:\n%s", res)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("the query ran %s", d)
+	}
+	w.mustRun(2, "", "query", "-timeout", "-1s", "SELECT 1")
+}
+
+// Finding 11: the checkpoint at the end of a run names the reader that
+// keeps the WAL from being truncated.
+func TestCheckpointNamesTheReaderHoldingTheWAL(t *testing.T) {
+	w := newWorld(t, sandbox.Options{})
+	addSampleInvestor(w.sb, "inv")
+	w.importEstateGuru("eg", "inv")
+	w.mustRun(0, "", "-once")
+	// A write left in the WAL (this connection stays open, so nothing
+	// checkpoints it), then a reader whose snapshot includes it.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(w.dataDir, store.SnapshotsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("UPDATE connection SET updated_at = updated_at"); err != nil {
+		t.Fatal(err)
+	}
+	reader, _ := w.spawn("query", "-timeout", "50s", endlessQuery)
+	time.Sleep(time.Second) // the reader's transaction is open
+	res := w.mustRun(0, "", "-once")
+	if !strings.Contains(res.stderr, "WAL not truncated") || !strings.Contains(res.stderr, fmt.Sprintf("pid %d (", reader.Process.Pid)) {
+		t.Fatalf("want a WARN naming the reader (pid %d):\n%s", reader.Process.Pid, res)
+	}
+	reader.Process.Kill()
+	reader.Wait()
+}
