@@ -109,3 +109,45 @@ func TestAnAccessTokenThatExpiredDuringRetriesIsRefreshedAgain(t *testing.T) {
 		t.Fatalf("refreshes = %d, fetches = %d; want 2 and 2", eg.refreshes, eg.fetches)
 	}
 }
+
+// panickyEstateGuru panics with the access token in its message.
+type panickyEstateGuru struct{}
+
+func (panickyEstateGuru) Refresh(context.Context, provider.Secret) (provider.Token, error) {
+	panic("no refresh expected")
+}
+
+func (panickyEstateGuru) FetchInvestments(_ context.Context, access provider.Secret) (*estateguru.Answer, error) {
+	panic("bad state with token " + access.Reveal())
+}
+
+// A panic whose message quotes a token leaves it in no log line, error or
+// stored result.
+func TestPanicMessagesAreScrubbed(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const access = "CANARY-access-panic-9"
+	tok := provider.Token{Access: access, Refresh: "CANARY-refresh-panic-9", AccessExpiresAt: time.Now().Add(time.Hour)}
+	if _, err := st.Connect(ctx, "eg", estateguru.Name, "https://estateguru.invalid", tok); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	s := newTestSyncer(st, panickyEstateGuru{}, logs)
+	if sum, err := s.Run(ctx, TriggerOnce, nil); err != nil || sum.Failed != 1 {
+		t.Fatalf("run: %+v, %v", sum, err)
+	}
+	if strings.Contains(logs.String(), "CANARY") || !strings.Contains(logs.String(), "internal error") {
+		t.Fatalf("logs:\n%s", logs)
+	}
+	c, err := st.ConnectionByName(ctx, "eg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(c.LastError, "CANARY") || !strings.Contains(c.LastError, provider.Redacted) {
+		t.Fatalf("last_error = %q", c.LastError)
+	}
+}

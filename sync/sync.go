@@ -275,8 +275,10 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 	unlock := func() {}
 	defer func() {
 		if p := recover(); p != nil {
-			log.Error("internal error while syncing", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			err = fmt.Errorf("internal error: %v", p)
+			// A panic's value may quote a token: scrubbed like any error.
+			msg := provider.ScrubText(fmt.Sprint(p), secrets...)
+			log.Error("internal error while syncing", "panic", msg, "stack", string(debug.Stack()))
+			err = errors.New("internal error: " + msg)
 		}
 		// Whatever happened, the message stored and logged holds no token.
 		if err != nil {
