@@ -576,3 +576,18 @@ func TestScrubTextFoldsCaseAndBasicForms(t *testing.T) {
 		t.Fatalf("truncated = %q, want %q", got, want)
 	}
 }
+
+func TestScrubBytesCountsEveryCase(t *testing.T) {
+	raw := []byte(`{"a":"tok-Canary-1","b":"TOK-CANARY-1","c":"tok-canary-1tok-canary-1","d":"tok-canar"}`)
+	clean, n := ScrubBytes(raw, "tok-canary-1")
+	if n != 4 || strings.Contains(strings.ToLower(string(clean)), "tok-canary-1") {
+		t.Fatalf("ScrubBytes = %s, %d; want 4 replaced", clean, n)
+	}
+	if !strings.Contains(string(clean), "tok-canar\"") {
+		t.Fatalf("a partial match was replaced: %s", clean)
+	}
+	same, n := ScrubBytes(raw, "absent-secret")
+	if n != 0 || &same[0] != &raw[0] {
+		t.Fatalf("no secret: want b itself back, got %d", n)
+	}
+}

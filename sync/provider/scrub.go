@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -168,20 +169,80 @@ func asciiLower(s string) string {
 
 // ScrubBytes replaces every form of each secret in b (matched without
 // regard to ASCII case) with Redacted, and says how many it replaced. b is
-// returned as is when it holds none; it is never changed in place. A
-// secret inside a JSON string stays a valid JSON string.
+// returned as is when it holds none (the common case, found without
+// copying b: a raw answer can be tens of megabytes); it is never changed in
+// place. A secret inside a JSON string stays a valid JSON string.
 func ScrubBytes(b []byte, secrets ...string) ([]byte, int) {
 	forms := secretForms(secrets)
 	if len(forms) == 0 || len(b) == 0 {
 		return b, 0
 	}
-	lower := asciiLower(string(b))
 	n := 0
 	for _, f := range forms {
-		n += strings.Count(lower, asciiLower(f))
+		n += countFold(b, asciiLower(f))
 	}
 	if n == 0 {
 		return b, 0
 	}
 	return []byte(redact(string(b), forms)), n
+}
+
+// countFold counts the non-overlapping occurrences of lf (lower case) in b,
+// without regard to ASCII case, in one pass: it jumps between occurrences of
+// lf's first byte in either case, each found with bytes.IndexByte.
+func countFold(b []byte, lf string) int {
+	if lf == "" || len(lf) > len(b) {
+		return 0
+	}
+	lo := lf[0]
+	up := lo
+	if 'a' <= lo && lo <= 'z' {
+		up = lo - 'a' + 'A'
+	}
+	// next occurrence of each first-byte variant at or after i; -1: none left.
+	nextLo, nextUp := -2, -2
+	find := func(c byte, from int) int {
+		if j := bytes.IndexByte(b[from:], c); j >= 0 {
+			return from + j
+		}
+		return -1
+	}
+	n := 0
+	for i := 0; i+len(lf) <= len(b); {
+		if nextLo != -1 && nextLo < i {
+			nextLo = find(lo, i)
+		}
+		if up != lo && nextUp != -1 && nextUp < i {
+			nextUp = find(up, i)
+		}
+		j := nextLo
+		if up != lo && nextUp >= 0 && (j < 0 || nextUp < j) {
+			j = nextUp
+		}
+		if j < 0 || j+len(lf) > len(b) {
+			break
+		}
+		if equalFoldLower(b[j:j+len(lf)], lf) {
+			n++
+			i = j + len(lf)
+		} else {
+			i = j + 1
+		}
+	}
+	return n
+}
+
+// equalFoldLower reports whether b equals lf (lower case) without regard
+// to ASCII case.
+func equalFoldLower(b []byte, lf string) bool {
+	for k := range len(lf) {
+		c := b[k]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lf[k] {
+			return false
+		}
+	}
+	return true
 }
