@@ -143,10 +143,11 @@ Usage:
                                          store a refresh token read from stdin
   syncer status [-json]                  connections and their health; exit 1 if any needs attention
   syncer disconnect NAME                 revoke where possible, delete the tokens, keep the snapshots
-  syncer query [-format table|csv|json] [SQL]
+  syncer query [-format table|csv|json] [-csv-raw] [-timeout D] [SQL]
                                          read-only SQL on snapshots.db (SQL from stdin if not given)
   syncer backup PATH                     consistent copy of snapshots.db (VACUUM INTO), safe while running
-  syncer rekey (-new-key FILE | -remove)  re-seal every token in tokens.db with a new key (or none)
+  syncer rekey (-new-key FILE | -remove)
+                                         re-seal every token in tokens.db with a new key (or none)
   syncer demo                            the whole job against the built-in sandbox, in ./syncer-demo/
 
 Exit codes: 0 success; 1 finished, but something needs attention; 2 usage or
