@@ -101,7 +101,7 @@ func ownerHint(oe *store.OwnerError, dataDir string, args []string) string {
 	return fmt.Sprintf("If %s is the service's user, run syncer as it, for example:\n"+
 		"  sudo -u %s -E SYNCER_DATA_DIR=%s %s\n"+
 		"  systemd-run --pipe --wait --quiet -p User=%s -p EnvironmentFile=-/etc/syncer/syncer.env -E SYNCER_DATA_DIR=%s %s\n"+
-		"(a sync with the service's own settings and credentials: systemctl start syncer-once.service)\n"+
+		"(with the service's credentials too: the README's syncer-admin; a sync: systemctl start syncer-once.service)\n"+
 		"If it is not, do not use this directory: another user made it, and anything syncer wrote there would be theirs; set SYNCER_DATA_DIR to a directory of your own.",
 		name, name, dir, cmd, name, dir, cmd)
 }
