@@ -424,8 +424,10 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 	unlock := func() {}
 	defer func() {
 		if p := recover(); p != nil {
-			log.Error("internal error while syncing", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			err = fmt.Errorf("internal error: %v", p)
+			// A panic's value may quote a token: scrubbed like any error.
+			msg := provider.ScrubText(fmt.Sprint(p), secrets...)
+			log.Error("internal error while syncing", "panic", msg, "stack", string(debug.Stack()))
+			err = errors.New("internal error: " + msg)
 		}
 		// Whatever happened, the message stored and logged holds no token.
 		if err != nil {
@@ -451,6 +453,11 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		return fmt.Errorf("%s: no tokens stored for this connection; run `syncer connect` or `syncer import` for it", c.Provider)
 	}
 	if err != nil {
+		return err
+	}
+	// Tokens go only where they were issued: never to a URL that someone
+	// who can write snapshots.db put there.
+	if err := checkBaseURL(c, stored.BaseURL); err != nil {
 		return err
 	}
 	if u, ok := s.takeUnsaved(c.ID); ok && u.replaces == stored.Token.Refresh {
@@ -503,9 +510,19 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		}
 		refreshed = true
 	}
+	// A raw answer is stored as received, but for this call's secrets: a
+	// provider that echoes the access token must not put it into
+	// snapshots.db, which the reporting group reads.
+	scrubRaw := func(raw []byte) []byte {
+		clean, n := provider.ScrubBytes(raw, secrets...)
+		if n > 0 {
+			log.Warn("the provider's answer holds this connection's secrets; they are stored as [REDACTED]", "count", n)
+		}
+		return clean
+	}
 	fetchAndSave := func() error {
 		fetchedAt := s.now()
-		save, err := conn.fetch(ctx, tok.Access)
+		save, err := conn.fetch(ctx, tok.Access, scrubRaw)
 		if err != nil {
 			return err
 		}
@@ -517,10 +534,14 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		return save(ctx, s.Store, c.ID, store.PeriodStart(fetchedAt, s.period()), fetchedAt)
 	}
 	err = fetchAndSave()
-	if provider.KindOf(err) == provider.KindInvalidToken && !refreshed {
-		// The access token died early (revoked, or the clock is off): one
-		// refresh, one retry.
-		log.Info("access token refused; refreshing and retrying once")
+	// A data call retried after 5xx answers can outlive a short-lived
+	// access token refreshed at the start of this run: its own expiry
+	// having passed, one more refresh is due.
+	expired := !tok.AccessExpiresAt.IsZero() && !s.now().Before(tok.AccessExpiresAt)
+	if provider.KindOf(err) == provider.KindInvalidToken && (!refreshed || expired) {
+		// The access token died early (revoked, or the clock is off), or
+		// expired during retries: one refresh, one retry.
+		log.Info("access token refused; refreshing and retrying once", "expired", expired)
 		if err := turn.toNetwork(ctx); err != nil {
 			return err
 		}
@@ -530,6 +551,24 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		err = fetchAndSave()
 	}
 	return err
+}
+
+// checkBaseURL refuses a connection whose base URL in snapshots.db breaks
+// the URL rule or differs from the one tokens.db holds beside its tokens.
+// Nothing is sent then; the state stays as it is, so putting the URL back
+// is enough, and a meant change is a re-connect.
+func checkBaseURL(c store.Connection, vaultURL string) error {
+	reconnect := fmt.Sprintf("if the provider really moved, re-connect: syncer connect %s -name %s -url URL (or syncer import)", c.Provider, c.Name)
+	if err := provider.CheckBaseURL(c.BaseURL); err != nil {
+		return fmt.Errorf("%s: refusing to sync: the base URL in snapshots.db breaks the URL rule: %v; nothing was sent; %s", c.Provider, err, reconnect)
+	}
+	if vaultURL == "" {
+		return fmt.Errorf("%s: refusing to sync: tokens.db does not say which URL these tokens belong to; nothing was sent; re-connect: syncer connect %s -name %s (or syncer import)", c.Provider, c.Provider, c.Name)
+	}
+	if c.BaseURL != vaultURL {
+		return fmt.Errorf("%s: refusing to sync: the base URL in snapshots.db (%q) is not the one the tokens were issued by (%q, in tokens.db); nothing was sent; set it back, or %s", c.Provider, c.BaseURL, vaultURL, reconnect)
+	}
+	return nil
 }
 
 // slots bound what a run does at once. network holds the connections
@@ -666,8 +705,9 @@ func withGrace(parent context.Context, grace time.Duration) (context.Context, co
 // boundConnection is a connection's provider calls, made uniform.
 type boundConnection struct {
 	refresh func(ctx context.Context, refresh provider.Secret) (provider.Token, error)
-	// fetch pulls the data and returns how to store it.
-	fetch func(ctx context.Context, access provider.Secret) (saveFunc, error)
+	// fetch pulls the data and returns how to store it; scrubRaw cleans
+	// the raw answer before it is stored.
+	fetch func(ctx context.Context, access provider.Secret, scrubRaw func([]byte) []byte) (saveFunc, error)
 }
 
 type saveFunc func(ctx context.Context, st Store, connID int64, period, fetchedAt time.Time) error
@@ -681,12 +721,13 @@ func (s *Syncer) bind(c store.Connection) (boundConnection, error) {
 		api := s.Clients.EverReal(c.BaseURL)
 		return boundConnection{
 			refresh: api.Refresh,
-			fetch: func(ctx context.Context, access provider.Secret) (saveFunc, error) {
+			fetch: func(ctx context.Context, access provider.Secret, scrubRaw func([]byte) []byte) (saveFunc, error) {
 				u, err := api.Me(ctx, access)
 				if err != nil {
 					return nil, err
 				}
 				snap := everRealSnapshot(u)
+				snap.Raw = scrubRaw(snap.Raw)
 				return func(ctx context.Context, st Store, id int64, period, at time.Time) error {
 					return st.SaveEverReal(ctx, id, period, at, snap)
 				}, nil
@@ -699,13 +740,13 @@ func (s *Syncer) bind(c store.Connection) (boundConnection, error) {
 		api := s.Clients.EstateGuru(c.BaseURL)
 		return boundConnection{
 			refresh: api.Refresh,
-			fetch: func(ctx context.Context, access provider.Secret) (saveFunc, error) {
+			fetch: func(ctx context.Context, access provider.Secret, scrubRaw func([]byte) []byte) (saveFunc, error) {
 				answer, err := api.FetchInvestments(ctx, access)
 				if err != nil {
 					return nil, err
 				}
 				return func(ctx context.Context, st Store, id int64, period, at time.Time) error {
-					return saveEstateGuru(ctx, st, id, period, at, answer)
+					return saveEstateGuru(ctx, st, id, period, at, answer, scrubRaw)
 				}, nil
 			},
 		}, nil
@@ -732,7 +773,7 @@ func everRealSnapshot(u *everreal.User) store.EverRealSnapshot {
 // the stream declines (an error answer, or anything unusual) is decoded in
 // full instead, which gives its error or its portfolio, and stored in a
 // second transaction; the first one, if it began, stored nothing.
-func saveEstateGuru(ctx context.Context, st Store, id int64, period, at time.Time, answer *estateguru.Answer) error {
+func saveEstateGuru(ctx context.Context, st Store, id int64, period, at time.Time, answer *estateguru.Answer, scrubRaw func([]byte) []byte) error {
 	stream := answer.Stream()
 	defer stream.Close()
 	currency, cash, ok, err := stream.Header(ctx)
@@ -740,7 +781,7 @@ func saveEstateGuru(ctx context.Context, st Store, id int64, period, at time.Tim
 		return err
 	}
 	if ok {
-		snap := store.EstateGuruSnapshot{Currency: currency, CashCents: cash, Raw: answer.Raw(),
+		snap := store.EstateGuruSnapshot{Currency: currency, CashCents: cash, Raw: scrubRaw(answer.Raw()),
 			Investments: converted(stream.Investments())}
 		err := st.SaveEstateGuru(ctx, id, period, at, snap)
 		if !errors.Is(err, estateguru.ErrNotStreamed) {
@@ -752,7 +793,7 @@ func saveEstateGuru(ctx context.Context, st Store, id int64, period, at time.Tim
 		return err
 	}
 	return st.SaveEstateGuru(ctx, id, period, at, store.EstateGuruSnapshot{
-		Currency: p.Currency, CashCents: p.CashCents, Raw: p.Raw,
+		Currency: p.Currency, CashCents: p.CashCents, Raw: scrubRaw(p.Raw),
 		Investments: converted(func(yield func(estateguru.Investment, error) bool) {
 			for _, inv := range p.Investments {
 				if !yield(inv, nil) {
