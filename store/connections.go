@@ -124,7 +124,7 @@ func (s *Store) Connect(ctx context.Context, name, providerName, baseURL string,
 	// cannot be saved, a re-connected connection keeps its old state
 	// (reauth_required stays reauth_required, so its refused token is never
 	// presented again) and a new one is not created without tokens.
-	if err := s.saveVault(ctx, id, name, tok); err != nil {
+	if err := s.saveVault(ctx, id, name, baseURL, tok); err != nil {
 		return Connection{}, err
 	}
 	if err := tx.Commit(); err != nil {

@@ -95,8 +95,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 10 * time.Second
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("store: create data directory %s: %w", dir, err)
+	if err := checkDataDir(dir); err != nil {
+		return nil, err
 	}
 	s := &Store{dir: dir, Now: time.Now}
 	var err error
@@ -184,7 +184,35 @@ func DSN(path string, pragmas []string, extra url.Values) string {
 			q.Add(k, v)
 		}
 	}
-	return "file:" + path + "?" + q.Encode()
+	return "file:" + escapePath(path) + "?" + q.Encode()
+}
+
+// escapePath makes a file path safe inside a file: URI: "%", "?" and "#"
+// (and anything else a URI path cannot hold) are percent-encoded, which
+// SQLite decodes, so SYNCER_DATA_DIR=/srv/a%41 or /srv/a#b opens the file
+// it names, not another. A leading "//" would read as an authority, so the
+// path is cleaned first.
+func escapePath(path string) string {
+	return (&url.URL{Path: filepath.Clean(path)}).EscapedPath()
+}
+
+// checkOpened asks SQLite which file it opened (PRAGMA database_list) and
+// fails unless it is the one at path.
+func checkOpened(ctx context.Context, db *sql.DB, path string) error {
+	var seq int
+	var name, file string
+	if err := db.QueryRowContext(ctx, "PRAGMA database_list").Scan(&seq, &name, &file); err != nil {
+		return err
+	}
+	want, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	got, err := os.Stat(file)
+	if err != nil || !os.SameFile(got, want) {
+		return fmt.Errorf("SQLite opened %q, not the file meant", file)
+	}
+	return nil
 }
 
 // snapshotsPageSize is the page size a new snapshots.db is created with.
@@ -214,17 +242,10 @@ type dbOptions struct {
 func openDB(ctx context.Context, path string, o dbOptions) (*sql.DB, error) {
 	// Create the file ourselves so it is born with the right mode whatever
 	// the umask; SQLite gives the -wal and -shm files the same mode.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, o.mode)
+	// It is opened without following a link and checked (trust.go).
+	fi, err := openDataFile(path, o.mode)
 	if err != nil {
-		return nil, fileError(path, "open", err)
-	}
-	fi, err := f.Stat()
-	f.Close()
-	if err != nil {
-		return nil, fileError(path, "open", err)
-	}
-	if err := os.Chmod(path, o.mode); err != nil {
-		return nil, fileError(path, "set mode on", err)
+		return nil, err
 	}
 	if fi.Size() == 0 && o.newPageSize > 0 {
 		if err := initPageSize(ctx, path, o.newPageSize, o.busy); err != nil {
@@ -246,6 +267,10 @@ func openDB(ctx context.Context, path string, o dbOptions) (*sql.DB, error) {
 	}
 	db := sql.OpenDB(connector)
 	if err := checkPragmas(ctx, db, o.synchronous); err != nil {
+		db.Close()
+		return nil, fileError(path, "open", err)
+	}
+	if err := checkOpened(ctx, db, path); err != nil {
 		db.Close()
 		return nil, fileError(path, "open", err)
 	}

@@ -2,7 +2,6 @@ package sync
 
 import (
 	"context"
-	"time"
 
 	"github.com/syncerhq/syncer/store"
 	"github.com/syncerhq/syncer/sync/estateguru"
@@ -35,13 +34,13 @@ type estateGuruAnswer struct{ answer *estateguru.Answer }
 // Save decodes the answer and stores it. An answer may turn out to be an
 // error answer only now, as it is decoded: that error is returned and
 // nothing is stored.
-func (a estateGuruAnswer) Save(ctx context.Context, st Store, connID int64, period, fetchedAt time.Time) error {
+func (a estateGuruAnswer) Save(ctx context.Context, to SaveTo) error {
 	p, err := a.answer.Decode()
 	if err != nil {
 		return err
 	}
-	return st.SaveEstateGuru(ctx, connID, period, fetchedAt, store.EstateGuruSnapshot{
-		Currency: p.Currency, CashCents: p.CashCents, Raw: p.Raw,
+	return to.Store.SaveEstateGuru(ctx, to.ConnID, to.Period, to.FetchedAt, store.EstateGuruSnapshot{
+		Currency: p.Currency, CashCents: p.CashCents, Raw: to.CleanRaw(p.Raw),
 		Investments: func(yield func(store.Investment, error) bool) {
 			// The same fields, one by one: no second copy of a large
 			// portfolio.

@@ -2,7 +2,6 @@ package sync
 
 import (
 	"context"
-	"time"
 
 	"github.com/syncerhq/syncer/store"
 	"github.com/syncerhq/syncer/sync/everreal"
@@ -32,8 +31,9 @@ func (p EverReal) Fetch(ctx context.Context, access provider.Secret) (Snapshot, 
 // everRealUser is a users/me answer, as it is stored.
 type everRealUser store.EverRealSnapshot
 
-func (u everRealUser) Save(ctx context.Context, st Store, connID int64, period, fetchedAt time.Time) error {
-	return st.SaveEverReal(ctx, connID, period, fetchedAt, store.EverRealSnapshot(u))
+func (u everRealUser) Save(ctx context.Context, to SaveTo) error {
+	u.Raw = to.CleanRaw(u.Raw)
+	return to.Store.SaveEverReal(ctx, to.ConnID, to.Period, to.FetchedAt, store.EverRealSnapshot(u))
 }
 
 func everRealSnapshot(u *everreal.User) everRealUser {

@@ -22,11 +22,23 @@ type Provider interface {
 }
 
 // Snapshot is what a provider answered, ready to be stored: it saves itself
-// as the snapshot of the period starting at period. Saving may still find
-// the answer to be an error answer (as decoding does), with the same error
+// as the connection's snapshot of a period. Saving may still find the
+// answer to be an error answer (as decoding does), with the same error
 // Kinds as Fetch.
 type Snapshot interface {
-	Save(ctx context.Context, st Store, connID int64, period, fetchedAt time.Time) error
+	Save(ctx context.Context, to SaveTo) error
+}
+
+// SaveTo is where a Snapshot saves itself, and how.
+type SaveTo struct {
+	Store  Store
+	ConnID int64
+	// Period is the start of the snapshot period; FetchedAt when the
+	// answer was asked for.
+	Period, FetchedAt time.Time
+	// CleanRaw returns the raw answer as it may be stored: without the
+	// connection's secrets.
+	CleanRaw func(raw []byte) []byte
 }
 
 // Providers makes a Provider for a connection's base URL, by provider name

@@ -402,8 +402,14 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 	unlock := func() {}
 	defer func() {
 		if p := recover(); p != nil {
-			log.Error("internal error while syncing", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			err = fmt.Errorf("internal error: %v", p)
+			// A panic's value may quote a token: scrubbed like any error.
+			var secrets []string
+			if tokens != nil {
+				secrets = tokens.Secrets()
+			}
+			msg := provider.ScrubText(fmt.Sprint(p), secrets...)
+			log.Error("internal error while syncing", "panic", msg, "stack", string(debug.Stack()))
+			err = errors.New("internal error: " + msg)
 		}
 		// Whatever happened, the message stored and logged holds no token.
 		if err != nil && tokens != nil {
@@ -429,7 +435,7 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 	// A provider without credentials fails after the token lookup: a
 	// connection with no tokens says that first.
 	p, perr := s.provider(c)
-	tokens, err = s.newTokenSource(ctx, c.ID, p, log)
+	tokens, err = s.newTokenSource(ctx, c, p, log)
 	if errors.Is(err, store.ErrNoToken) {
 		return fmt.Errorf("%s: %w for this connection", c.Provider, err)
 	}
@@ -439,22 +445,24 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 	if perr != nil {
 		return perr
 	}
-	err = s.fetchAndSave(ctx, c, p, tokens, turn)
-	if provider.KindOf(err) == provider.KindInvalidToken && tokens.Invalidate() {
-		// The access token died early (revoked, or the clock is off): one
-		// refresh, one retry.
-		log.Info("access token refused; refreshing and retrying once")
-		if err := turn.toNetwork(ctx); err != nil {
-			return err
+	err = s.fetchAndSave(ctx, c, p, tokens, turn, log)
+	if provider.KindOf(err) == provider.KindInvalidToken {
+		// The access token died early (revoked, or the clock is off), or
+		// expired during retries: one refresh, one retry.
+		if retry, expired := tokens.Invalidate(); retry {
+			log.Info("access token refused; refreshing and retrying once", "expired", expired)
+			if err := turn.toNetwork(ctx); err != nil {
+				return err
+			}
+			err = s.fetchAndSave(ctx, c, p, tokens, turn, log)
 		}
-		err = s.fetchAndSave(ctx, c, p, tokens, turn)
 	}
 	return err
 }
 
 // fetchAndSave fetches the connection's data with a fresh access token and
 // stores it, holding a save slot for the store's writer.
-func (s *Syncer) fetchAndSave(ctx context.Context, c store.Connection, p Provider, tokens *tokenSource, turn *turn) error {
+func (s *Syncer) fetchAndSave(ctx context.Context, c store.Connection, p Provider, tokens *tokenSource, turn *turn, log *slog.Logger) error {
 	access, err := tokens.Token(ctx)
 	if err != nil {
 		return err
@@ -467,7 +475,39 @@ func (s *Syncer) fetchAndSave(ctx context.Context, c store.Connection, p Provide
 	if err := turn.toSave(ctx); err != nil {
 		return err
 	}
-	return snap.Save(ctx, s.Store, c.ID, store.PeriodStart(fetchedAt, s.period()), fetchedAt)
+	// An answer may turn out to be an error answer only while it is
+	// decoded, which can happen here, as it is stored.
+	return snap.Save(ctx, SaveTo{
+		Store: s.Store, ConnID: c.ID, Period: store.PeriodStart(fetchedAt, s.period()), FetchedAt: fetchedAt,
+		// A raw answer is stored as received, but for this connection's
+		// secrets: a provider that echoes the access token must not put it
+		// into snapshots.db, which the reporting group reads.
+		CleanRaw: func(raw []byte) []byte {
+			clean, n := provider.ScrubBytes(raw, tokens.Secrets()...)
+			if n > 0 {
+				log.Warn("the provider's answer holds this connection's secrets; they are stored as [REDACTED]", "count", n)
+			}
+			return clean
+		},
+	})
+}
+
+// checkBaseURL refuses a connection whose base URL in snapshots.db breaks
+// the URL rule or differs from the one tokens.db holds beside its tokens.
+// Nothing is sent then; the state stays as it is, so putting the URL back
+// is enough, and a meant change is a re-connect.
+func checkBaseURL(c store.Connection, vaultURL string) error {
+	reconnect := fmt.Sprintf("if the provider really moved, re-connect: syncer connect %s -name %s -url URL (or syncer import)", c.Provider, c.Name)
+	if err := provider.CheckBaseURL(c.BaseURL); err != nil {
+		return fmt.Errorf("%s: refusing to sync: the base URL in snapshots.db breaks the URL rule: %v; nothing was sent; %s", c.Provider, err, reconnect)
+	}
+	if vaultURL == "" {
+		return fmt.Errorf("%s: refusing to sync: tokens.db does not say which URL these tokens belong to; nothing was sent; re-connect: syncer connect %s -name %s (or syncer import)", c.Provider, c.Provider, c.Name)
+	}
+	if c.BaseURL != vaultURL {
+		return fmt.Errorf("%s: refusing to sync: the base URL in snapshots.db (%q) is not the one the tokens were issued by (%q, in tokens.db); nothing was sent; set it back, or %s", c.Provider, c.BaseURL, vaultURL, reconnect)
+	}
+	return nil
 }
 
 // provider is the connection's Provider, for its base URL.

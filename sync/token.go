@@ -8,6 +8,7 @@ import (
 	stdsync "sync"
 	"time"
 
+	"github.com/syncerhq/syncer/store"
 	"github.com/syncerhq/syncer/sync/provider"
 )
 
@@ -31,10 +32,11 @@ type tokenSource struct {
 	secrets   []string // every token value seen, for scrubbing error text
 }
 
-// newTokenSource loads the connection's stored token, after saving the
-// token an earlier run of this process kept in memory, if it still
-// replaces the stored one.
-func (s *Syncer) newTokenSource(ctx context.Context, connID int64, p Provider, log *slog.Logger) (*tokenSource, error) {
+// newTokenSource loads the connection's stored token, checks that the
+// tokens go where they were issued, and saves the token an earlier run of
+// this process kept in memory, if it still replaces the stored one.
+func (s *Syncer) newTokenSource(ctx context.Context, c store.Connection, p Provider, log *slog.Logger) (*tokenSource, error) {
+	connID := c.ID
 	ts := &tokenSource{store: s.Store, kept: &s.kept, connID: connID, provider: p, log: log,
 		now: s.now, margin: s.refreshMargin()}
 	stored, err := s.Store.Token(ctx, connID)
@@ -43,6 +45,11 @@ func (s *Syncer) newTokenSource(ctx context.Context, connID int64, p Provider, l
 	}
 	ts.tok = stored.Token
 	ts.secrets = append(ts.secrets, ts.tok.Secrets()...)
+	// Tokens go only where they were issued: never to a URL that someone
+	// who can write snapshots.db put there.
+	if err := checkBaseURL(c, stored.BaseURL); err != nil {
+		return ts, err
+	}
 	if u, ok := ts.kept.take(connID); ok && u.replaces == ts.tok.Refresh {
 		ts.secrets = append(ts.secrets, u.tok.Secrets()...)
 		if err := s.Store.SaveToken(context.WithoutCancel(ctx), connID, u.tok); err != nil {
@@ -69,13 +76,16 @@ func (ts *tokenSource) Token(ctx context.Context) (provider.Secret, error) {
 
 // Invalidate drops the access token the provider refused, so that the next
 // Token refreshes. It reports whether a retry is worth it: not when this
-// sync already refreshed (the fresh token was refused too).
-func (ts *tokenSource) Invalidate() bool {
-	if ts.refreshed {
-		return false
+// sync already refreshed (the fresh token was refused too), unless that
+// token has expired since (a data call retried after 5xx answers can
+// outlive a short-lived access token); and whether it had expired.
+func (ts *tokenSource) Invalidate() (retry, expired bool) {
+	expired = !ts.tok.AccessExpiresAt.IsZero() && !ts.now().Before(ts.tok.AccessExpiresAt)
+	if ts.refreshed && !expired {
+		return false, expired
 	}
 	ts.tok.Access = ""
-	return true
+	return true, expired
 }
 
 // Secrets is every token value the source has seen.

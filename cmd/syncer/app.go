@@ -8,6 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os/user"
+	"path/filepath"
+	"strconv"
 	"strings"
 	stdsync "sync"
 	"time"
@@ -25,6 +28,7 @@ import (
 // app is the wiring every command shares: configuration, logger, store and
 // provider clients.
 type app struct {
+	args  []string // the command line, for hints
 	cfg   *Config
 	log   *slog.Logger
 	store *store.Store
@@ -45,7 +49,7 @@ func newApp(e env) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errConfig, err)
 	}
-	a := &app{cfg: cfg, policies: map[string]*provider.HTTP{}, metrics: monitor.NewMetrics()}
+	a := &app{args: e.args, cfg: cfg, policies: map[string]*provider.HTTP{}, metrics: monitor.NewMetrics()}
 	a.log = newLogger(e.stderr, cfg.LogLevel, cfg.LogFormat, cfg.secrets())
 	a.client = newHTTPClient(cfg)
 	return a, nil
@@ -54,9 +58,13 @@ func newApp(e env) (*app, error) {
 // secrets lists the configured secret values, for the log backstop.
 func (c *Config) secrets() []string {
 	var out []string
-	for _, s := range []provider.Secret{c.EverRealClientSecret, c.EstateGuruClientSecret} {
-		if !s.IsZero() {
-			out = append(out, s.Reveal())
+	for _, cred := range []struct {
+		id     string
+		secret provider.Secret
+	}{{c.EverRealClientID, c.EverRealClientSecret}, {c.EstateGuruClientID, c.EstateGuruClientSecret}} {
+		if !cred.secret.IsZero() {
+			out = append(out, cred.secret.Reveal())
+			out = append(out, provider.BasicForms(cred.id, cred.secret.Reveal())...)
 		}
 	}
 	// The ping and notification URLs carry their secrets in their paths,
@@ -77,11 +85,48 @@ func (a *app) openStore(ctx context.Context) error {
 	if errors.Is(err, store.ErrTokenKey) {
 		return fmt.Errorf("%w: %w", errConfig, err) // exit 2, like any other configuration error
 	}
+	var oe *store.OwnerError
+	if errors.As(err, &oe) {
+		return fmt.Errorf("%w: %w\n%s", errConfig, err, ownerHint(oe, a.cfg.DataDir, a.args))
+	}
+	if errors.Is(err, store.ErrUntrusted) {
+		return fmt.Errorf("%w: %w", errConfig, err)
+	}
 	if err != nil {
 		return err
 	}
 	a.store = st
 	return nil
+}
+
+// ownerHint says how to run the same command as the data directory's owner.
+func ownerHint(oe *store.OwnerError, dataDir string, args []string) string {
+	name := strconv.Itoa(oe.Owner)
+	if u, err := user.LookupId(name); err == nil {
+		name = u.Username
+	}
+	cmd := "syncer"
+	for _, a := range args {
+		cmd += " " + shellQuote(a)
+	}
+	dir := shellQuote(dataDir)
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dir = shellQuote(abs)
+	}
+	return fmt.Sprintf("If %s is the service's user, run syncer as it, for example:\n"+
+		"  sudo -u %s -E SYNCER_DATA_DIR=%s %s\n"+
+		"  systemd-run --pipe --wait --quiet -p User=%s -p EnvironmentFile=-/etc/syncer/syncer.env -E SYNCER_DATA_DIR=%s %s\n"+
+		"(with the service's credentials too: the README's syncer-admin; a sync: systemctl start syncer-once.service)\n"+
+		"If it is not, do not use this directory: another user made it, and anything syncer wrote there would be theirs; set SYNCER_DATA_DIR to a directory of your own.",
+		name, name, dir, cmd, name, dir, cmd)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:@,+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func (a *app) close() {
@@ -227,7 +272,12 @@ func (a *app) afterRun(ctx context.Context, sum sync.Summary) {
 		log.Warn("WAL checkpoint failed; SQLite's own checkpoints go on", "error", err)
 	}
 	for _, c := range cps {
-		if c.Busy {
+		switch {
+		case c.Busy && len(c.Readers) > 0:
+			// A reader pinning the WAL makes it grow run after run: say who.
+			log.Warn("WAL not truncated: another process holds a read transaction open",
+				"file", c.File, "frames", c.Frames, "checkpointed", c.Checkpointed, "readers", strings.Join(c.Readers, "; "))
+		case c.Busy:
 			log.Debug("WAL not truncated: a reader holds an older snapshot, or another process is writing",
 				"file", c.File, "frames", c.Frames, "checkpointed", c.Checkpointed)
 		}

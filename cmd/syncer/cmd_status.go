@@ -210,8 +210,12 @@ func cmdDisconnect(e env, args []string) error {
 		fmt.Fprintf(e.stdout, "%s: no tokens were stored\n", name)
 	case err != nil:
 		return err
+	case c.Provider == everreal.Name && a.cfg.EverRealClientID != "" && checkProviderURL(tok.BaseURL) != nil:
+		// Tokens go only to the URL tokens.db says issued them, never to
+		// one taken from snapshots.db.
+		revokeErr = fmt.Errorf("not revoked at EverReal: tokens.db does not hold a usable URL for these tokens")
 	case c.Provider == everreal.Name && a.cfg.EverRealClientID != "":
-		client := a.everReal(c.BaseURL)
+		client := a.everReal(tok.BaseURL)
 		revokeErr = client.Revoke(e.ctx, tok.Refresh)
 		if revokeErr == nil && !tok.Access.IsZero() {
 			revokeErr = client.Revoke(e.ctx, tok.Access)
