@@ -33,11 +33,18 @@ func (e *OwnerError) Error() string {
 // another user could have written it.
 var ErrUntrusted = errors.New("untrusted data directory")
 
-type untrustedError struct{ msg string }
+// ErrUnsafeParent marks, among the ErrUntrusted errors, a data directory
+// in a directory every user may write to: another place is the fix.
+var ErrUnsafeParent = errors.New("data directory in a world-writable directory")
+
+type untrustedError struct {
+	msg  string
+	kind error // a finer sentinel, or nil
+}
 
 func (e *untrustedError) Error() string { return e.msg }
 func (e *untrustedError) Is(target error) bool {
-	return target == ErrUntrusted
+	return target == ErrUntrusted || (e.kind != nil && target == e.kind)
 }
 
 func untrusted(format string, args ...any) error {
@@ -64,7 +71,7 @@ func checkDataDir(dir string) error {
 		// A world-writable parent without the sticky bit lets anyone rename
 		// the data directory away and put their own in its place.
 		if pfi.Mode().Perm()&0o002 != 0 && pfi.Mode()&fs.ModeSticky == 0 {
-			return untrusted("store: data directory %s is in %s, which every user may write to (mode %04o, no sticky bit): anyone could replace it; choose a data directory in a place only you can write (SYNCER_DATA_DIR)", dir, parent, pfi.Mode().Perm())
+			return &untrustedError{kind: ErrUnsafeParent, msg: fmt.Sprintf("store: data directory %s is in %s, which every user may write to (mode %04o, no sticky bit): anyone could replace it; choose a data directory in a place only you can write", dir, parent, pfi.Mode().Perm())}
 		}
 	}
 	if err := os.MkdirAll(abs, 0o750); err != nil {

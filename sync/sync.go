@@ -497,18 +497,43 @@ func (s *Syncer) fetchAndSave(ctx context.Context, c store.Connection, p Provide
 // Nothing is sent then; the state stays as it is, so putting the URL back
 // is enough, and a meant change is a re-connect.
 func checkBaseURL(c store.Connection, vaultURL string) error {
-	reconnect := fmt.Sprintf("if the provider really moved, re-connect: syncer connect %s -name %s -url URL (or syncer import)", c.Provider, c.Name)
 	if err := provider.CheckBaseURL(c.BaseURL); err != nil {
-		return fmt.Errorf("%s: refusing to sync: the base URL in snapshots.db breaks the URL rule: %v; nothing was sent; %s", c.Provider, err, reconnect)
+		return &BaseURLError{Connection: c, Problem: BaseURLBroken,
+			Err: fmt.Errorf("the base URL in snapshots.db breaks the URL rule: %v", err)}
 	}
 	if vaultURL == "" {
-		return fmt.Errorf("%s: refusing to sync: tokens.db does not say which URL these tokens belong to; nothing was sent; re-connect: syncer connect %s -name %s (or syncer import)", c.Provider, c.Provider, c.Name)
+		return &BaseURLError{Connection: c, Problem: BaseURLUnbound,
+			Err: errors.New("tokens.db does not say which URL these tokens belong to")}
 	}
 	if c.BaseURL != vaultURL {
-		return fmt.Errorf("%s: refusing to sync: the base URL in snapshots.db (%q) is not the one the tokens were issued by (%q, in tokens.db); nothing was sent; set it back, or %s", c.Provider, c.BaseURL, vaultURL, reconnect)
+		return &BaseURLError{Connection: c, Problem: BaseURLMoved,
+			Err: fmt.Errorf("the base URL in snapshots.db (%q) is not the one the tokens were issued by (%q, in tokens.db)", c.BaseURL, vaultURL)}
 	}
 	return nil
 }
+
+// BaseURLProblem is why a connection's base URL was refused.
+type BaseURLProblem int
+
+const (
+	BaseURLBroken  BaseURLProblem = iota + 1 // it breaks the URL rule
+	BaseURLUnbound                           // tokens.db does not bind the tokens to a URL
+	BaseURLMoved                             // it is not the URL tokens.db binds the tokens to
+)
+
+// BaseURLError is a connection refused before anything was sent, for its
+// base URL.
+type BaseURLError struct {
+	Connection store.Connection
+	Problem    BaseURLProblem
+	Err        error
+}
+
+func (e *BaseURLError) Error() string {
+	return e.Connection.Provider + ": refusing to sync: " + e.Err.Error() + "; nothing was sent"
+}
+
+func (e *BaseURLError) Unwrap() error { return e.Err }
 
 // provider is the connection's Provider, for its base URL.
 func (s *Syncer) provider(c store.Connection) (Provider, error) {

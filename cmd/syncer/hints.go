@@ -41,8 +41,13 @@ func hintFor(err error) string {
 	var (
 		nc *sync.NotConfiguredError
 		fe *store.FileError
+		be *sync.BaseURLError
 	)
 	switch {
+	case errors.As(err, &be):
+		return baseURLHint(be)
+	case errors.Is(err, store.ErrUnsafeParent):
+		return "SYNCER_DATA_DIR"
 	case errors.As(err, &nc):
 		v := "SYNCER_" + strings.ToUpper(nc.Provider)
 		return "set " + v + "_CLIENT_ID and " + v + "_CLIENT_SECRET"
@@ -96,4 +101,17 @@ func reconnectCommand(c store.Connection) string {
 		return fmt.Sprintf("syncer connect estateguru -name %s -url %s", c.Name, c.BaseURL)
 	}
 	return fmt.Sprintf("syncer connect %s -name %s", c.Provider, c.Name)
+}
+
+// baseURLHint is what to do about a connection refused for its base URL.
+func baseURLHint(e *sync.BaseURLError) string {
+	c := e.Connection
+	reconnect := fmt.Sprintf("syncer connect %s -name %s -url URL (or syncer import)", c.Provider, c.Name)
+	switch e.Problem {
+	case sync.BaseURLUnbound:
+		return fmt.Sprintf("re-connect: syncer connect %s -name %s (or syncer import)", c.Provider, c.Name)
+	case sync.BaseURLMoved:
+		return "set it back, or if the provider really moved, re-connect: " + reconnect
+	}
+	return "if the provider really moved, re-connect: " + reconnect
 }

@@ -29,6 +29,11 @@ func TestHintsNameTheCommandsAndVariables(t *testing.T) {
 		{fmt.Errorf("store: no key%w", store.ErrNoTokenKey), "SYNCER_TOKEN_KEY_FILE"},
 		{&store.FileError{Op: "open", Path: "/d/tokens.db", Problem: store.ProblemNotWritable, Err: errors.New("readonly")}, "(SYNCER_DATA_DIR)"},
 		{&store.FileError{Op: "open", Path: "/d/tokens.db", Problem: store.ProblemDamaged, Err: errors.New("not a database")}, "(syncer connect)"},
+		{&sync.BaseURLError{Connection: store.Connection{Name: "eg", Provider: "estateguru"}, Problem: sync.BaseURLMoved, Err: errors.New("moved")},
+			"refusing to sync: moved; nothing was sent (set it back, or if the provider really moved, re-connect: syncer connect estateguru -name eg -url URL (or syncer import))"},
+		{&sync.BaseURLError{Connection: store.Connection{Name: "eg", Provider: "estateguru"}, Problem: sync.BaseURLUnbound, Err: errors.New("unbound")},
+			"re-connect: syncer connect estateguru -name eg (or syncer import)"},
+		{fmt.Errorf("store: data directory /tmp/x: %w", store.ErrUnsafeParent), "(SYNCER_DATA_DIR)"},
 	} {
 		if got := withHint(tc.err).Error(); !strings.Contains(got, tc.want) {
 			t.Errorf("withHint(%q) = %q, want it to contain %q", tc.err, got, tc.want)
