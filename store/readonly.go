@@ -20,7 +20,11 @@ func OpenReports(ctx context.Context, dir string) (*sql.DB, error) {
 }
 
 func openReadOnly(ctx context.Context, dir string, pragmas ...string) (*sql.DB, error) {
-	path := filepath.Join(dir, SnapshotsFile)
+	return openReadOnlyFile(ctx, dir, SnapshotsFile, pragmas...)
+}
+
+func openReadOnlyFile(ctx context.Context, dir, file string, pragmas ...string) (*sql.DB, error) {
+	path := filepath.Join(dir, file)
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("store: %s does not exist yet: run `syncer -once` (or `syncer demo`) first, or set SYNCER_DATA_DIR", path)
@@ -86,16 +90,29 @@ func (r *Reader) Close() error {
 // neither wait for it nor change what it copies), and it needs only read
 // access: a member of the reporting group can take one. The copy is
 // compact (no free pages, no WAL) and mode 0640. tokens.db is never copied:
-// back it up separately, and keep that copy as secret as the original.
+// back it up separately (BackupTokens), and keep that copy as secret as the
+// original.
 func Backup(ctx context.Context, dir, path string) (size int64, err error) {
+	return backupFile(ctx, dir, SnapshotsFile, path, 0o640)
+}
+
+// BackupTokens writes a consistent copy of tokens.db to path the same way,
+// born mode 0600 (never readable by anyone but its owner), never over an
+// existing file. The tokens in it are encrypted if the vault's are (with
+// the same key: back the key up apart from this copy).
+func BackupTokens(ctx context.Context, dir, path string) (size int64, err error) {
+	return backupFile(ctx, dir, TokensFile, path, 0o600)
+}
+
+func backupFile(ctx context.Context, dir, file, path string, mode os.FileMode) (size int64, err error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return 0, fmt.Errorf("backup: %s: %w", path, err)
 	}
-	// Create the file first, exclusively: it is born 0640 whatever the
-	// umask, and an existing file is never overwritten. VACUUM INTO accepts
-	// an empty file.
-	f, err := os.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	// Create the file first, exclusively: it is born with its mode whatever
+	// the umask, and an existing file is never overwritten. VACUUM INTO
+	// accepts an empty file.
+	f, err := os.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode&0o600)
 	if errors.Is(err, os.ErrExist) {
 		return 0, fmt.Errorf("backup: %s already exists; choose a new file name", path)
 	}
@@ -108,10 +125,10 @@ func Backup(ctx context.Context, dir, path string) (size int64, err error) {
 			os.Remove(abs)
 		}
 	}()
-	if err := os.Chmod(abs, 0o640); err != nil {
+	if err := os.Chmod(abs, mode); err != nil {
 		return 0, fileError(abs, "back up to", err)
 	}
-	db, err := openReadOnly(ctx, dir, "busy_timeout(5000)")
+	db, err := openReadOnlyFile(ctx, dir, file, "busy_timeout(5000)")
 	if err != nil {
 		return 0, err
 	}

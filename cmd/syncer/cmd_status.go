@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -28,13 +29,13 @@ type connectionStatus struct {
 	Warnings         []string `json:"warnings,omitempty"`
 }
 
-func cmdStatus(e env, args []string) error {
-	fs := newFlagSet("status", e)
+func setupStatus(fs *flag.FlagSet) func(e env, args []string) error {
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
-	if err := parseFlags(fs, e, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
+	return func(e env, args []string) error { return status(e, args, *asJSON) }
+}
+
+func status(e env, args []string, asJSON bool) error {
+	if len(args) > 0 {
 		return usagef("status takes no arguments")
 	}
 	a, err := newApp(e)
@@ -59,7 +60,7 @@ func cmdStatus(e env, args []string) error {
 		}
 		out = append(out, st)
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(out); err != nil {
@@ -161,15 +162,13 @@ func printStatusTable(e env, rows []connectionStatus) {
 	}
 }
 
-func cmdDisconnect(e env, args []string) error {
-	fs := newFlagSet("disconnect", e)
-	if err := parseFlags(fs, e, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
+func setupDisconnect(fs *flag.FlagSet) func(e env, args []string) error { return disconnect }
+
+func disconnect(e env, args []string) error {
+	if len(args) != 1 {
 		return usagef("disconnect takes one connection name")
 	}
-	name := fs.Arg(0)
+	name := args[0]
 	a, err := newApp(e)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"time"
@@ -12,19 +13,30 @@ import (
 	"github.com/syncerhq/syncer/sync"
 )
 
-// cmdSync is syncer with no subcommand: the daemon, or one run with -once.
-func cmdSync(e env, args []string) error {
-	fs := newFlagSet("syncer", e)
+// setupSync is syncer with no command: the daemon, or one run with -once.
+func setupSync(fs *flag.FlagSet) func(e env, args []string) error {
 	once := fs.Bool("once", false, "sync now and exit")
 	var names stringList
-	fs.Var(&names, "connection", "sync only this connection (repeatable)")
-	if err := parseFlags(fs, e, args); err != nil {
-		return err
+	fs.Var(&names, "connection", "with -once: sync only this connection (repeatable)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	return func(e env, args []string) error {
+		if *showVersion {
+			printVersion(e.stdout)
+			return nil
+		}
+		return syncMain(e, args, *once, names)
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (commands: connect, import, status, disconnect, query, backup, demo)", fs.Arg(0))
+}
+
+func syncMain(e env, args []string, once bool, names stringList) error {
+	if len(args) > 0 {
+		msg := fmt.Sprintf("unexpected argument %q", args[0])
+		if s := nearest(commandList(), args[0]); s != "" {
+			msg += fmt.Sprintf(" (did you mean the command %q? commands come first)", s)
+		}
+		return usageError{msg: msg}
 	}
-	if len(names) > 0 && !*once {
+	if len(names) > 0 && !once {
 		return usagef("-connection works only with -once")
 	}
 	a, err := newApp(e)
@@ -54,7 +66,7 @@ func cmdSync(e env, args []string) error {
 	}
 	s := a.syncer()
 
-	if *once {
+	if once {
 		sum, err := s.Run(e.ctx, sync.TriggerOnce, names)
 		if err != nil {
 			if errors.Is(err, sync.ErrNoConnection) {

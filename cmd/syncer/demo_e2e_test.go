@@ -31,8 +31,19 @@ func TestDemoStoresReadableSnapshots(t *testing.T) {
 		(SELECT count(*) FROM sync_runs WHERE trigger = 'demo' AND status = 'ok')`).Scan(&portfolios, &users, &runs); err != nil {
 		t.Fatal(err)
 	}
-	if portfolios != 2 || users != 2 || runs != 2 {
-		t.Fatalf("portfolios = %d, users = %d, ok demo runs = %d; want 2, 2, 2", portfolios, users, runs)
+	// Two of each, over demoPeriods periods; the second demo replaced the
+	// first's snapshots instead of adding.
+	if want := 2 * demoPeriods; portfolios != want || users != want || runs != want {
+		t.Fatalf("portfolios = %d, users = %d, ok demo runs = %d; want %d each", portfolios, users, runs, want)
+	}
+	var appeared, disappeared, history int
+	if err := db.QueryRow(`SELECT (SELECT count(*) FROM estateguru_investment_changes WHERE change = 'appeared'),
+		(SELECT count(*) FROM estateguru_investment_changes WHERE change = 'disappeared'),
+		(SELECT count(*) FROM estateguru_portfolio_history WHERE value_change_cents IS NOT NULL)`).Scan(&appeared, &disappeared, &history); err != nil {
+		t.Fatal(err)
+	}
+	if appeared == 0 || disappeared == 0 || history == 0 {
+		t.Fatalf("history views: %d appeared, %d disappeared, %d changes; want some of each", appeared, disappeared, history)
 	}
 	var cash int64
 	if err := db.QueryRow(`SELECT cash_cents FROM latest_estateguru_portfolios WHERE connection = 'estateguru-seed'`).Scan(&cash); err != nil {

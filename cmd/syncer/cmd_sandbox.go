@@ -1,0 +1,99 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/syncerhq/syncer/sync/sandbox"
+)
+
+func setupSandbox(fs *flag.FlagSet) func(e env, args []string) error {
+	dir := fs.String("dir", "syncer-sandbox", "the `directory` the printed SYNCER_DATA_DIR points to")
+	return func(e env, args []string) error {
+		if len(args) > 0 {
+			return usagef("sandbox takes no arguments")
+		}
+		return runSandbox(e, *dir)
+	}
+}
+
+// runSandbox serves both providers' fakes on loopback until stopped, with
+// the demo's accounts, and prints the environment that points syncer at
+// them: the daemon, -once, status and faults can then be tried for real.
+func runSandbox(e env, dir string) error {
+	sb, err := sandbox.Start(sandbox.Options{})
+	if err != nil {
+		return fmt.Errorf("starting the sandbox: %w", err)
+	}
+	defer sb.Close()
+	addDemoAccounts(sb)
+	self := selfCommand()
+	fmt.Fprintf(e.stdout, `# syncer sandbox: EverReal at %s, EstateGuru at %s (loopback fakes).
+# Paste these lines into another shell:
+export SYNCER_DATA_DIR=%s
+export SYNCER_EVERREAL_CLIENT_ID=%s
+export SYNCER_EVERREAL_CLIENT_SECRET=%s
+export SYNCER_ESTATEGURU_CLIENT_ID=%s
+export SYNCER_ESTATEGURU_CLIENT_SECRET=%s
+export SYNCER_ESTATEGURU_URL=%s
+export SYNCER_RATE_LIMIT=0
+# Then connect the sandbox's accounts and run syncer:
+#   echo demo-password-anna | %s connect everreal -name anna -url %s -username anna.admin@example.com
+#   %s connect estateguru -name seed
+#   %s -once && %s status
+#   SYNCER_SCHEDULE='@every 1m' %s        # the daemon; Ctrl-C stops it
+# The sandbox runs until you stop it (Ctrl-C).
+`, sb.EverRealURL, sb.EstateGuruURL, shellQuote(dir),
+		sandbox.DefaultEverRealClientID, sandbox.DefaultEverRealClientSecret,
+		sandbox.DefaultEstateGuruClientID, sandbox.DefaultEstateGuruClientSecret, sb.EstateGuruURL,
+		self, sb.EverRealURL, self, self, self, self)
+	<-e.ctx.Done()
+	fmt.Fprintln(e.stderr, "syncer: sandbox stopped")
+	return nil
+}
+
+// selfCommand is how to run this syncer again from the directory it was
+// started in: "syncer" when that is what PATH finds, "go run ./cmd/syncer"
+// under go run (its binary is in a temporary build directory), or the
+// binary's own path.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "syncer"
+	}
+	if strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		if _, err := os.Stat(filepath.Join("cmd", "syncer")); err == nil {
+			return "go run ./cmd/syncer"
+		}
+		return "go run github.com/syncerhq/syncer/cmd/syncer"
+	}
+	if p, err := exec.LookPath("syncer"); err == nil {
+		if sameFile(p, exe) {
+			return "syncer"
+		}
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
+			return shellQuote("./" + rel)
+		}
+	}
+	return shellQuote(exe)
+}
+
+func sameFile(a, b string) bool {
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:@=+,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
