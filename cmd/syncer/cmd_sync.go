@@ -6,10 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/syncerhq/syncer/store"
 	"github.com/syncerhq/syncer/sync"
 )
 
@@ -67,6 +69,9 @@ func syncMain(e env, args []string, once bool, names stringList) error {
 	s := a.syncer()
 
 	if once {
+		if names, err = onceConnections(e, a, names); err != nil {
+			return err
+		}
 		sum, err := s.Run(e.ctx, sync.TriggerOnce, names)
 		if err != nil {
 			if errors.Is(err, sync.ErrNoConnection) {
@@ -103,6 +108,48 @@ func syncMain(e env, args []string, once bool, names stringList) error {
 	err = sched.Run(e.ctx)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	return err
+}
+
+// onceConnections checks the -connection names before a run: each named
+// once, each one that exists and is not disconnected. With no connections
+// at all it says how to add one.
+func onceConnections(e env, a *app, names []string) ([]string, error) {
+	conns, err := a.store.Connections(e.ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(conns) == 0 {
+		fmt.Fprintln(e.stderr, "syncer: no connections yet, so there is nothing to sync. Add one with "+
+			"`syncer connect everreal -name N -subdomain S -username EMAIL`, `syncer connect estateguru -name N` "+
+			"or `syncer import ...` (see `syncer help connect`); `syncer demo` shows the whole job first.")
+	}
+	byName := make(map[string]store.Connection, len(conns))
+	known := make([]string, 0, len(conns))
+	for _, c := range conns {
+		byName[c.Name] = c
+		if c.State != store.StateDisconnected {
+			known = append(known, c.Name)
+		}
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range names {
+		if seen[n] {
+			continue // named twice: synced once
+		}
+		seen[n] = true
+		c, ok := byName[n]
+		switch {
+		case !ok && len(known) == 0:
+			return nil, usagef("-connection %q: there is no such connection (there are none yet)", n)
+		case !ok:
+			return nil, usagef("-connection %q: there is no such connection (connections: %s)", n, strings.Join(known, ", "))
+		case c.State == store.StateDisconnected:
+			return nil, usagef("-connection %q is disconnected: connect it again with `syncer connect %s -name %s ...` to sync it", n, c.Provider, n)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // summaryError turns a run's outcome into the exit code: 1 when a person
