@@ -13,18 +13,19 @@ import (
 
 func setupSandbox(fs *flag.FlagSet) func(e env, args []string) error {
 	dir := fs.String("dir", "syncer-sandbox", "the `directory` the printed SYNCER_DATA_DIR points to")
+	envFile := fs.String("env", "", "also write the export lines to this `file`, for a shell to source (. ./FILE)")
 	return func(e env, args []string) error {
 		if len(args) > 0 {
 			return usagef("sandbox takes no arguments")
 		}
-		return runSandbox(e, *dir)
+		return runSandbox(e, *dir, *envFile)
 	}
 }
 
 // runSandbox serves both providers' fakes on loopback until stopped, with
 // the demo's accounts, and prints the environment that points syncer at
 // them: the daemon, -once, status and faults can then be tried for real.
-func runSandbox(e env, dir string) error {
+func runSandbox(e env, dir, envFile string) error {
 	sb, err := sandbox.Start(sandbox.Options{})
 	if err != nil {
 		return fmt.Errorf("starting the sandbox: %w", err)
@@ -32,25 +33,38 @@ func runSandbox(e env, dir string) error {
 	defer sb.Close()
 	addDemoAccounts(sb)
 	self := selfCommand()
-	fmt.Fprintf(e.stdout, `# syncer sandbox: EverReal at %s, EstateGuru at %s (loopback fakes).
-# Paste these lines into another shell:
-export SYNCER_DATA_DIR=%s
+	exports := fmt.Sprintf(`export SYNCER_DATA_DIR=%s
 export SYNCER_EVERREAL_CLIENT_ID=%s
 export SYNCER_EVERREAL_CLIENT_SECRET=%s
 export SYNCER_ESTATEGURU_CLIENT_ID=%s
 export SYNCER_ESTATEGURU_CLIENT_SECRET=%s
 export SYNCER_ESTATEGURU_URL=%s
 export SYNCER_RATE_LIMIT=0
-# Then connect the sandbox's accounts and run syncer:
-#   echo demo-password-anna | %s connect everreal -name anna -url %s -username anna.admin@example.com
+export SANDBOX_EVERREAL_URL=%s
+`, shellQuote(dir), sandbox.DefaultEverRealClientID, sandbox.DefaultEverRealClientSecret,
+		sandbox.DefaultEstateGuruClientID, sandbox.DefaultEstateGuruClientSecret, sb.EstateGuruURL, sb.EverRealURL)
+	if envFile != "" {
+		// Written whole, then renamed: a script waiting for the file never
+		// reads half of it.
+		tmp := envFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(exports), 0o600); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, envFile); err != nil {
+			return err
+		}
+		defer os.Remove(envFile)
+	}
+	fmt.Fprintf(e.stdout, `# syncer sandbox: EverReal at %s, EstateGuru at %s (loopback fakes).
+# Paste these lines into another shell:
+%s# Then connect the sandbox's accounts and run syncer:
+#   echo demo-password-anna | %s connect everreal -name anna -url $SANDBOX_EVERREAL_URL -username anna.admin@example.com
 #   %s connect estateguru -name seed
 #   %s -once && %s status
 #   SYNCER_SCHEDULE='@every 1m' %s        # the daemon; Ctrl-C stops it
+# Other accounts: ben.broker@example.com (demo-password-ben) at EverReal.
 # The sandbox runs until you stop it (Ctrl-C).
-`, sb.EverRealURL, sb.EstateGuruURL, shellQuote(dir),
-		sandbox.DefaultEverRealClientID, sandbox.DefaultEverRealClientSecret,
-		sandbox.DefaultEstateGuruClientID, sandbox.DefaultEstateGuruClientSecret, sb.EstateGuruURL,
-		self, sb.EverRealURL, self, self, self, self)
+`, sb.EverRealURL, sb.EstateGuruURL, exports, self, self, self, self, self)
 	<-e.ctx.Done()
 	fmt.Fprintln(e.stderr, "syncer: sandbox stopped")
 	return nil

@@ -72,11 +72,11 @@ func commandList() []*command {
 			summary:  "the whole job against the built-in sandbox, with several days of history, in ./syncer-demo/",
 			examples: []string{"syncer demo"},
 			setup:    setupDemo},
-		{name: "sandbox", args: "[-addr HOST]",
+		{name: "sandbox", args: "[-dir DIR] [-env FILE]",
 			summary: "run both providers' loopback fakes until stopped, and print the environment to use them",
 			help: "Prints export lines for a shell; then `syncer -once`, the daemon, `status` and the rest run against\n" +
 				"the fakes. The sandbox's users and passwords are printed too. Stop it with Ctrl-C.",
-			examples: []string{"syncer sandbox"},
+			examples: []string{"syncer sandbox", "syncer sandbox -env sandbox.env &"},
 			setup:    setupSandbox},
 		{name: "version", summary: "print the version, commit, build date and Go version",
 			examples: []string{"syncer version"},

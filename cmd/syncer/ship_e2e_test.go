@@ -1,0 +1,147 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/syncerhq/syncer/sync/sandbox"
+)
+
+// -connection: a name given twice is synced once; an unknown or a
+// disconnected one is a usage error that says what exists.
+func TestOnceConnectionSelection(t *testing.T) {
+	w := newWorld(t, sandbox.Options{})
+	addSampleInvestor(w.sb, "inv")
+	addSampleInvestor(w.sb, "inv2")
+	w.importEstateGuru("eg", "inv")
+	w.importEstateGuru("eg2", "inv2")
+
+	w.mustRun(0, "", "-once", "-connection", "eg", "-connection", "eg")
+	if got := w.queryInt("SELECT count(*) FROM sync_results WHERE run_id = (SELECT max(id) FROM sync_runs)"); got != 1 {
+		t.Fatalf("results of the run = %d, want 1 (eg once)", got)
+	}
+	res := w.mustRun(exitUsage, "", "-once", "-connection", "nope")
+	if !strings.Contains(res.stderr, `"nope"`) || !strings.Contains(res.stderr, "eg, eg2") {
+		t.Fatalf("an unknown -connection should be named, with the ones that exist:\n%s", res)
+	}
+	w.mustRun(0, "", "disconnect", "eg2")
+	res = w.mustRun(exitUsage, "", "-once", "-connection", "eg2")
+	if !strings.Contains(res.stderr, "disconnected") || !strings.Contains(res.stderr, "syncer connect estateguru -name eg2") {
+		t.Fatalf("a disconnected -connection should say how to connect it again:\n%s", res)
+	}
+}
+
+func TestOnceWithoutConnectionsSaysHowToAddOne(t *testing.T) {
+	w := newWorld(t, sandbox.Options{})
+	res := w.mustRun(0, "", "-once")
+	if !strings.Contains(res.stderr, "no connections yet") || !strings.Contains(res.stderr, "syncer connect") {
+		t.Fatalf("-once with nothing to sync should say how to add a connection:\n%s", res)
+	}
+}
+
+// backup DIR/ writes inside the directory; -tokens FILE copies tokens.db,
+// born 0600.
+func TestBackupIntoDirectoryWithTokens(t *testing.T) {
+	w := newWorld(t, sandbox.Options{})
+	addSampleInvestor(w.sb, "inv")
+	w.importEstateGuru("eg", "inv")
+	w.mustRun(0, "", "-once")
+	dir := filepath.Join(t.TempDir(), "backups")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tokens := filepath.Join(t.TempDir(), "tokens-copy.db")
+	res := w.mustRun(0, "", "backup", dir+"/", "-tokens", tokens)
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 || !strings.HasPrefix(entries[0].Name(), "snapshots-") {
+		t.Fatalf("backup DIR/ should write one snapshots-*.db inside DIR, found %v (%v)\n%s", entries, err, res)
+	}
+	st, err := os.Stat(tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Mode().Perm(); got != 0o600 {
+		t.Fatalf("tokens backup mode = %o, want 600", got)
+	}
+	if !strings.Contains(res.stdout, tokens) {
+		t.Fatalf("the output should name the tokens copy:\n%s", res)
+	}
+	// Never over an existing file.
+	w.mustRun(1, "", "backup", filepath.Join(dir, "x.db"), "-tokens", tokens)
+}
+
+// A retried call's log line names the connection and why it failed.
+func TestRetryLineNamesConnectionAndCause(t *testing.T) {
+	w := newWorld(t, sandbox.Options{})
+	w.env = append(w.env, "SYNCER_RETRY_BACKOFF=1ms")
+	addSampleInvestor(w.sb, "inv")
+	w.importEstateGuru("eg", "inv")
+	w.sb.Inject(sandbox.EstateGuruInvestments, sandbox.Fault{Status: 503, Body: "<html>down</html>", ContentType: "text/html"})
+	res := w.mustRun(0, "", "-once")
+	var line string
+	for _, l := range strings.Split(res.stderr, "\n") {
+		if strings.Contains(l, "retrying") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "connection=eg") || !strings.Contains(line, "cause=") {
+		t.Fatalf("the retry line should name the connection and the cause: %q\n%s", line, res)
+	}
+	w.noSecrets(res.stderr)
+}
+
+// `syncer sandbox -env FILE` keeps both fakes up until stopped, and what it
+// writes points syncer at them.
+func TestSandboxKeepsRunning(t *testing.T) {
+	dir := t.TempDir()
+	envFile := filepath.Join(dir, "sandbox.env")
+	w := newWorld(t, sandbox.Options{}) // for the harness only
+	cmd, out := w.spawn("sandbox", "-env", envFile)
+	w.waitFor("the sandbox's environment file", func() bool { _, err := os.Stat(envFile); return err == nil })
+	b, err := os.ReadFile(envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for _, l := range strings.Split(string(b), "\n") {
+		if kv, ok := strings.CutPrefix(l, "export "); ok {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "SYNCER_DATA_DIR="+filepath.Join(dir, "data"))
+	var erURL string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "SANDBOX_EVERREAL_URL="); ok {
+			erURL = v
+		}
+	}
+	runEnv := func(stdin string, want int, args ...string) string {
+		t.Helper()
+		c := exec.Command(binary, args...)
+		c.Env = env
+		c.Stdin = strings.NewReader(stdin)
+		o, err := c.CombinedOutput()
+		if code := c.ProcessState.ExitCode(); code != want {
+			t.Fatalf("syncer %v: exit %d (%v), want %d\n%s", args, code, err, want, o)
+		}
+		return string(o)
+	}
+	runEnv("demo-password-anna\n", 0, "connect", "everreal", "-name", "anna", "-url", erURL, "-username", "anna.admin@example.com")
+	runEnv("", 0, "connect", "estateguru", "-name", "seed")
+	runEnv("", 0, "-once")
+	if o := runEnv("", 0, "status"); !strings.Contains(o, "anna") || !strings.Contains(o, "seed") {
+		t.Fatalf("status:\n%s", o)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the sandbox should stop cleanly on SIGINT: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(envFile); !os.IsNotExist(err) {
+		t.Fatalf("the environment file should go with the sandbox: %v", err)
+	}
+}
