@@ -172,8 +172,12 @@ func writeMan(w io.Writer) {
 			}
 			fmt.Fprintf(w, ".TP\n.B %s\n%s\n", roff(head), roff(usage))
 		})
-		for _, ex := range c.examples {
-			fmt.Fprintf(w, ".PP\n.nf\n.RS\n%s\n.RE\n.fi\n", roff(ex))
+		if len(c.examples) > 0 {
+			fmt.Fprint(w, ".PP\nExamples:\n.RS\n.nf\n")
+			for _, ex := range c.examples {
+				fmt.Fprintf(w, "%s\n", roff(ex))
+			}
+			fmt.Fprint(w, ".fi\n.RE\n")
 		}
 	}
 	fmt.Fprint(w, ".SH EXIT STATUS\n.TP\n0\nsuccess\n.TP\n1\nthe run finished but something needs attention\n.TP\n2\nusage or configuration error; nothing was written\n")

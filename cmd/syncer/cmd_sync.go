@@ -19,7 +19,7 @@ import (
 func setupSync(fs *flag.FlagSet) func(e env, args []string) error {
 	once := fs.Bool("once", false, "sync now and exit")
 	var names stringList
-	fs.Var(&names, "connection", "with -once: sync only this connection (repeatable)")
+	fs.Var(&names, "connection", "with -once: sync only the connection of this `name` (repeatable)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	return func(e env, args []string) error {
 		if *showVersion {
