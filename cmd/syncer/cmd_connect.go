@@ -84,6 +84,9 @@ func connectEverReal(e env, f everRealFlags) error {
 	if f.redirectURL != "" && !f.web {
 		return usagef("-redirect-url works only with -web")
 	}
+	if _, _, err := loopbackRedirect(f.redirectURL); err != nil {
+		return usagef("-redirect-url: %v", err) // before anything is opened
+	}
 	if err := checkName(*name); err != nil {
 		return err
 	}

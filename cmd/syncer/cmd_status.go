@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/syncerhq/syncer/store"
@@ -130,8 +129,9 @@ func printStatusTable(e env, rows []connectionStatus) {
 		fmt.Fprintln(e.stdout, "No connections yet. Add one with `syncer connect everreal ...` or `syncer connect estateguru ...`.")
 		return
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPROVIDER\tSTATE\tLAST SUCCESS\tACCESS EXPIRES\tREFRESH EXPIRES\tLAST ERROR")
+	// Cut to the terminal's width like query's tables; piped, whole.
+	tw := newTableWriter(e.stdout, false)
+	tw.header([]string{"NAME", "PROVIDER", "STATE", "LAST SUCCESS", "ACCESS EXPIRES", "REFRESH EXPIRES", "LAST ERROR"})
 	dash := func(p *string) string {
 		if p == nil {
 			return "-"
@@ -146,10 +146,10 @@ func printStatusTable(e env, rows []connectionStatus) {
 		if lastErr == "" {
 			lastErr = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Provider, r.State, dash(r.LastSuccessAt),
-			dash(r.AccessExpiresAt), dash(r.RefreshExpiresAt), lastErr)
+		tw.line([]string{r.Name, r.Provider, r.State, dash(r.LastSuccessAt),
+			dash(r.AccessExpiresAt), dash(r.RefreshExpiresAt), lastErr})
 	}
-	tw.Flush()
+	tw.end()
 	for _, r := range rows {
 		for _, w := range r.Warnings {
 			fmt.Fprintf(e.stdout, "warning: %s: %s\n", r.Name, w)

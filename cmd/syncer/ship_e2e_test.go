@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,4 +148,35 @@ func TestSandboxKeepsRunning(t *testing.T) {
 	if _, err := os.Stat(envFile); !os.IsNotExist(err) {
 		t.Fatalf("the environment file should go with the sandbox: %v", err)
 	}
+}
+
+// connect everreal -web -redirect-url: the redirect URI goes out exactly as
+// registered, and the login comes back to that fixed loopback port.
+func TestConnectEverRealWebFixedRedirect(t *testing.T) {
+	w := newWorld(t, sandbox.Options{})
+	addCanaryUser(w.sb, erEmail)
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // find a free port, then free it
+	if err != nil {
+		t.Fatal(err)
+	}
+	redirect := fmt.Sprintf("http://%s/syncer/cb", ln.Addr())
+	ln.Close()
+	b := w.start("connect", "everreal", "-web", "-redirect-url", redirect, "-name", "er", "-url", w.sb.EverRealURL)
+	authURL := b.waitLine("/accounts/dialog/authorize")
+	u, err := url.Parse(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := u.Query().Get("redirect_uri"); got != redirect {
+		t.Fatalf("redirect_uri = %q, want %q as registered", got, redirect)
+	}
+	if status, body := browse(t, authURL); status != http.StatusOK || !strings.Contains(body, "logged in") {
+		t.Fatalf("the browser got %d %q", status, body)
+	}
+	if res := b.wait(); res.code != 0 || !strings.Contains(res.stdout, "everreal er: connected") {
+		t.Fatalf("connect -web -redirect-url should succeed:\n%s", res)
+	}
+	// Only with -web, and only to loopback.
+	w.mustRunC(2, "", "connect", "everreal", "-redirect-url", redirect, "-name", "er2", "-url", w.sb.EverRealURL, "-username", erEmail)
+	w.mustRunC(2, "", "connect", "everreal", "-web", "-redirect-url", "http://example.com:80/cb", "-name", "er3", "-url", w.sb.EverRealURL)
 }
