@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -28,6 +29,11 @@ func demo(e env, args []string, dir *string) error {
 		return err
 	}
 	defer a.close()
+	if os.Getenv("SYNCER_LOG_LEVEL") == "" {
+		// Five runs of four connections: the per-connection lines would
+		// bury what the demo shows. SYNCER_LOG_LEVEL=info brings them back.
+		a.log = newLogger(e.stderr, "warn", a.cfg.LogFormat, a.cfg.secrets())
+	}
 
 	sb, err := sandbox.Start(sandbox.Options{})
 	if err != nil {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,10 +17,30 @@ import (
 func TestDemoStoresReadableSnapshots(t *testing.T) {
 	w := newWorld(t, sandbox.Options{}) // for the harness only; the demo starts its own sandbox
 	dir := filepath.Join(t.TempDir(), "syncer-demo")
+	var hints []string
 	for i := 0; i < 2; i++ {
 		res := w.mustRun(0, "", "demo", "-dir", dir)
 		if !strings.Contains(res.stdout, "latest_estateguru_portfolios") || !strings.Contains(res.stdout, "4887290014") {
 			t.Fatalf("the demo should show the stored portfolios and what to try:\n%s", res)
+		}
+		hints = nil
+		for _, l := range strings.Split(res.stdout, "\n") {
+			if l = strings.TrimSpace(l); strings.HasPrefix(l, "SYNCER_DATA_DIR=") {
+				hints = append(hints, l)
+			}
+		}
+	}
+	// The hints run as printed (here with the binary's own path: it is not
+	// on PATH).
+	if len(hints) < 3 {
+		t.Fatalf("the demo printed %d hints to try", len(hints))
+	}
+	for _, h := range hints {
+		cmd := exec.Command("bash", "-c", h)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+		out, err := cmd.CombinedOutput()
+		if lines := strings.Count(strings.TrimSpace(string(out)), "\n"); err != nil || lines < 1 {
+			t.Fatalf("hint %q should print a header and rows: %v\n%s", h, err, out)
 		}
 	}
 	db, err := store.OpenReports(context.Background(), dir)
