@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +21,10 @@ type command struct {
 	help     string   // a paragraph for the command's own usage (optional)
 	examples []string // shell lines that run as printed
 	hidden   bool     // left out of the list (completion, man)
+	// ownFlags: the command parses its own arguments (a command written as
+	// func(e env, args []string) error with newFlagSet and parseFlags;
+	// setup is then ownFlags(thatFunc)). Prefer declaring flags in setup.
+	ownFlags bool
 	// setup declares the command's flags on fs and returns what runs the
 	// command with the positional arguments left once the flags are parsed.
 	setup func(fs *flag.FlagSet) func(e env, args []string) error
@@ -117,7 +122,12 @@ func (c *command) synopsis() string {
 
 // usage prints the command's own usage: synopsis, help, flags, examples.
 func (c *command) usage(w io.Writer) {
-	fs, _ := c.flagSet()
+	fs, run := c.flagSet()
+	if c.ownFlags {
+		// Its own -help (parseFlags) prints the table's text and its flags.
+		_ = run(env{ctx: context.Background(), stdin: strings.NewReader(""), stdout: w, stderr: io.Discard}, []string{"-help"})
+		return
+	}
 	fmt.Fprintf(w, "Usage: %s\n\n%s.\n", c.synopsis(), upperFirst(c.summary))
 	if c.help != "" {
 		fmt.Fprintf(w, "\n%s\n", c.help)
@@ -201,6 +211,15 @@ func isHelpFlag(s string) bool {
 // arguments, and runs it.
 func runCommand(e env, c *command, args []string) error {
 	fs, run := c.flagSet()
+	if c.ownFlags {
+		err := run(e, args)
+		var ue usageError
+		if errors.As(err, &ue) && ue.cmd == "" {
+			ue.cmd = c.name
+			return ue
+		}
+		return err
+	}
 	rest, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		if c.name == "" {
@@ -412,6 +431,40 @@ func setupVersion(fs *flag.FlagSet) func(e env, args []string) error {
 		printVersion(e.stdout)
 		return nil
 	}
+}
+
+// ownFlags adapts a command that parses its own arguments (with
+// newFlagSet and parseFlags) to the table; its entry sets ownFlags: true.
+func ownFlags(run func(e env, args []string) error) func(*flag.FlagSet) func(e env, args []string) error {
+	return func(*flag.FlagSet) func(e env, args []string) error { return run }
+}
+
+// newFlagSet and parseFlags are for commands that parse their own
+// arguments (see ownFlags): -help prints the command's usage from the table
+// with these flags.
+func newFlagSet(name string, _ env) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, e env, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			if c := find(commandList(), fs.Name()); c != nil {
+				fmt.Fprintf(e.stdout, "Usage: %s\n\n%s.\n", c.synopsis(), upperFirst(c.summary))
+				if c.help != "" {
+					fmt.Fprintf(e.stdout, "\n%s\n", c.help)
+				}
+			}
+			fmt.Fprintln(e.stdout, "\nFlags:")
+			fs.SetOutput(e.stdout)
+			fs.PrintDefaults()
+			return flag.ErrHelp
+		}
+		return usageError{msg: fmt.Sprintf("%s: %v", fs.Name(), err), cmd: fs.Name()}
+	}
+	return nil
 }
 
 // flagNames lists a command's flags, sorted, with their leading dash.

@@ -159,3 +159,33 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// A command written the old way (its own flag set, parseFlags) fits the
+// table through ownFlags, -help included.
+func TestOwnFlagsCommand(t *testing.T) {
+	var got string
+	legacy := func(e env, args []string) error {
+		fs := newFlagSet("version", e) // a name the table knows, for its synopsis
+		to := fs.String("to", "", "where to")
+		if err := parseFlags(fs, e, args); err != nil {
+			return err
+		}
+		got = *to + "|" + strings.Join(fs.Args(), ",")
+		return nil
+	}
+	c := &command{name: "version", summary: "x", ownFlags: true, setup: ownFlags(legacy)}
+	var out bytes.Buffer
+	e := env{ctx: context.Background(), stdin: strings.NewReader(""), stdout: &out, stderr: &out}
+	if err := runCommand(e, c, []string{"-to", "pg", "a"}); err != nil || got != "pg|a" {
+		t.Fatalf("run: %v, got %q", err, got)
+	}
+	out.Reset()
+	c.usage(&out)
+	if !strings.Contains(out.String(), "Usage: syncer version") || !strings.Contains(out.String(), "-to") {
+		t.Fatalf("usage of an ownFlags command:\n%s", out.String())
+	}
+	err := runCommand(e, c, []string{"-nope"})
+	if ue, ok := err.(usageError); !ok || ue.cmd != "version" {
+		t.Fatalf("a bad flag = %#v, want a usage error naming the command", err)
+	}
+}
