@@ -139,6 +139,33 @@ func TestSandboxKeepsRunning(t *testing.T) {
 	if o := runEnv("", 0, "status"); !strings.Contains(o, "anna") || !strings.Contains(o, "seed") {
 		t.Fatalf("status:\n%s", o)
 	}
+
+	// Faults through the control the sandbox printed.
+	var control string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "SANDBOX_CONTROL_URL="); ok {
+			control = v
+		}
+	}
+	post := func(path string) {
+		t.Helper()
+		resp, err := http.Post(control+path, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s: %s", path, resp.Status)
+		}
+	}
+	env = append(env, "SYNCER_RETRY_BACKOFF=1ms")
+	post("/fault?endpoint=estateguru-investments&status=503&times=10")
+	post("/revoke?provider=everreal&account=anna.admin@example.com")
+	runEnv("", 1, "-once")
+	o := runEnv("", 1, "status")
+	if !strings.Contains(o, "reauth_required") || !strings.Contains(o, "503") {
+		t.Fatalf("status after the faults should show anna refused and seed's 503:\n%s", o)
+	}
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
