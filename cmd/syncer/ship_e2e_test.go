@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/syncerhq/syncer/sync/sandbox"
@@ -206,4 +207,33 @@ func TestConnectEverRealWebFixedRedirect(t *testing.T) {
 	// Only with -web, and only to loopback.
 	w.mustRunC(2, "", "connect", "everreal", "-redirect-url", redirect, "-name", "er2", "-url", w.sb.EverRealURL, "-username", erEmail)
 	w.mustRunC(2, "", "connect", "everreal", "-web", "-redirect-url", "http://example.com:80/cb", "-name", "er3", "-url", w.sb.EverRealURL)
+}
+
+// A data directory syncer may not write to is a set-up error: exit 2, the
+// path named once, nothing attempted.
+func TestUnwritableDataDirExits2(t *testing.T) {
+	parent := filepath.Join(t.TempDir(), "locked")
+	if err := os.Mkdir(parent, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(parent, "data")
+	cmd := exec.Command(binary, "-once")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "SYNCER_DATA_DIR=" + dataDir}
+	if os.Getuid() == 0 {
+		// root writes anywhere: run as nobody, for whom 0555 means no.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		// nobody needs to reach the binary and the directory's parent.
+		for _, d := range []string{filepath.Dir(binary), filepath.Dir(parent), filepath.Dir(filepath.Dir(parent))} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	out, _ := cmd.CombinedOutput()
+	if got := cmd.ProcessState.ExitCode(); got != exitUsage {
+		t.Fatalf("exit %d, want %d\n%s", got, exitUsage, out)
+	}
+	if n := strings.Count(string(out), dataDir); n != 1 {
+		t.Fatalf("the output names %s %d times, want once:\n%s", dataDir, n, out)
+	}
 }
