@@ -23,7 +23,7 @@ type command struct {
 	hidden   bool     // left out of the list (completion, man)
 	// ownFlags: the command parses its own arguments (a command written as
 	// func(e env, args []string) error with newFlagSet and parseFlags;
-	// setup is then ownFlags(thatFunc)). Prefer declaring flags in setup.
+	// setup is then selfParsing(thatFunc)). Prefer declaring flags in setup.
 	ownFlags bool
 	// setup declares the command's flags on fs and returns what runs the
 	// command with the positional arguments left once the flags are parsed.
@@ -433,14 +433,14 @@ func setupVersion(fs *flag.FlagSet) func(e env, args []string) error {
 	}
 }
 
-// ownFlags adapts a command that parses its own arguments (with
+// selfParsing adapts a command that parses its own arguments (with
 // newFlagSet and parseFlags) to the table; its entry sets ownFlags: true.
-func ownFlags(run func(e env, args []string) error) func(*flag.FlagSet) func(e env, args []string) error {
+func selfParsing(run func(e env, args []string) error) func(*flag.FlagSet) func(e env, args []string) error {
 	return func(*flag.FlagSet) func(e env, args []string) error { return run }
 }
 
 // newFlagSet and parseFlags are for commands that parse their own
-// arguments (see ownFlags): -help prints the command's usage from the table
+// arguments (see selfParsing): -help prints the command's usage from the table
 // with these flags.
 func newFlagSet(name string, _ env) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)

@@ -161,7 +161,7 @@ func TestVersion(t *testing.T) {
 }
 
 // A command written the old way (its own flag set, parseFlags) fits the
-// table through ownFlags, -help included.
+// table through selfParsing, -help included.
 func TestOwnFlagsCommand(t *testing.T) {
 	var got string
 	legacy := func(e env, args []string) error {
@@ -173,7 +173,7 @@ func TestOwnFlagsCommand(t *testing.T) {
 		got = *to + "|" + strings.Join(fs.Args(), ",")
 		return nil
 	}
-	c := &command{name: "version", summary: "x", ownFlags: true, setup: ownFlags(legacy)}
+	c := &command{name: "version", summary: "x", ownFlags: true, setup: selfParsing(legacy)}
 	var out bytes.Buffer
 	e := env{ctx: context.Background(), stdin: strings.NewReader(""), stdout: &out, stderr: &out}
 	if err := runCommand(e, c, []string{"-to", "pg", "a"}); err != nil || got != "pg|a" {
