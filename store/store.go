@@ -14,6 +14,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -327,6 +328,7 @@ func checkPragmas(ctx context.Context, db *sql.DB, synchronous string) error {
 // fileError names the file and says what to do, for the errors a person can
 // fix: a corrupt file, no permission, a full disk, a read-only directory.
 func fileError(path, op string, err error) error {
+	err = withoutPath(err, path)
 	msg := err.Error()
 	hint := ""
 	switch {
@@ -346,6 +348,16 @@ func fileError(path, op string, err error) error {
 		return fmt.Errorf("store: %s %s: %w (%s)", op, path, err, hint)
 	}
 	return fmt.Errorf("store: %s %s: %w", op, path, err)
+}
+
+// withoutPath drops the path from an *fs.PathError about path, so a
+// message that names the path itself says it once.
+func withoutPath(err error, path string) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && (pe.Path == path || filepath.Dir(pe.Path) == path || pe.Path == filepath.Dir(path)) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }
 
 func (s *Store) migrate(ctx context.Context) error {
