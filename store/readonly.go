@@ -26,7 +26,11 @@ func OpenReports(ctx context.Context, dir string) (*sql.DB, error) {
 }
 
 func openReadOnly(ctx context.Context, dir string, pragmas ...string) (*sql.DB, error) {
-	path := filepath.Join(dir, SnapshotsFile)
+	return openReadOnlyFile(ctx, dir, SnapshotsFile, pragmas...)
+}
+
+func openReadOnlyFile(ctx context.Context, dir, file string, pragmas ...string) (*sql.DB, error) {
+	path := filepath.Join(dir, file)
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("store: %s %w", path, ErrNoDatabase)
@@ -96,12 +100,25 @@ func (r *Reader) Close() error {
 // neither wait for it nor change what it copies), and it needs only read
 // access: a member of the reporting group can take one. The copy is
 // compact (no free pages, no WAL) and mode 0640. tokens.db is never copied:
-// back it up separately, and keep that copy as secret as the original.
-//
-// The copy is made in a private directory (0700) beside path, then linked
-// to path, which never replaces anything: nothing is ever written through
-// path itself, so a link someone swaps in there cannot redirect the copy.
+// back it up separately (BackupTokens), and keep that copy as secret as the
+// original.
 func Backup(ctx context.Context, dir, path string) (size int64, err error) {
+	return backupFile(ctx, dir, SnapshotsFile, path, 0o640)
+}
+
+// BackupTokens writes a consistent copy of tokens.db to path the same way,
+// mode 0600 (never readable by anyone but its owner), never over an
+// existing file. The tokens in it are encrypted if the vault's are (with
+// the same key: back the key up apart from this copy).
+func BackupTokens(ctx context.Context, dir, path string) (size int64, err error) {
+	return backupFile(ctx, dir, TokensFile, path, 0o600)
+}
+
+// backupFile makes the copy in a private directory (0700) beside path,
+// then links it to path, which never replaces anything: nothing is ever
+// written through path itself, so a link someone swaps in there cannot
+// redirect the copy.
+func backupFile(ctx context.Context, dir, file, path string, mode os.FileMode) (size int64, err error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return 0, fmt.Errorf("backup: %s: %w", path, err)
@@ -114,8 +131,8 @@ func Backup(ctx context.Context, dir, path string) (size int64, err error) {
 		return 0, fileError(abs, "back up to", err)
 	}
 	defer os.RemoveAll(tmpDir)
-	tmp := filepath.Join(tmpDir, "snapshots.db")
-	db, err := openReadOnly(ctx, dir, "busy_timeout(5000)")
+	tmp := filepath.Join(tmpDir, file)
+	db, err := openReadOnlyFile(ctx, dir, file, "busy_timeout(5000)")
 	if err != nil {
 		return 0, err
 	}
@@ -130,7 +147,7 @@ func Backup(ctx context.Context, dir, path string) (size int64, err error) {
 		return 0, fileError(abs, "back up to", err)
 	}
 	defer f.Close()
-	if err := f.Chmod(0o640); err != nil {
+	if err := f.Chmod(mode); err != nil {
 		return 0, fileError(abs, "back up to", err)
 	}
 	st, err := f.Stat()

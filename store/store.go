@@ -14,6 +14,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -349,6 +350,7 @@ func (e *FileError) Unwrap() error { return e.Err }
 // fileError names the file and the problem, for the errors a person can
 // fix: a corrupt file, no permission, a full disk, a read-only directory.
 func fileError(path, op string, err error) error {
+	err = withoutPath(err, path)
 	msg := err.Error()
 	problem := ProblemOther
 	switch {
@@ -360,6 +362,16 @@ func fileError(path, op string, err error) error {
 		problem = ProblemDiskFull
 	}
 	return &FileError{Op: op, Path: path, Problem: problem, Err: err}
+}
+
+// withoutPath drops the path from an *fs.PathError about path, so a
+// message that names the path itself says it once.
+func withoutPath(err error, path string) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && (pe.Path == path || filepath.Dir(pe.Path) == path || pe.Path == filepath.Dir(path)) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }
 
 func (s *Store) migrate(ctx context.Context) error {

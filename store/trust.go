@@ -75,7 +75,7 @@ func checkDataDir(dir string) error {
 		}
 	}
 	if err := os.MkdirAll(abs, 0o750); err != nil {
-		return fmt.Errorf("store: create data directory %s: %w", dir, err)
+		return fileError(dir, "create data directory", withoutPath(err, abs))
 	}
 	fi, err := os.Stat(abs)
 	if err != nil {

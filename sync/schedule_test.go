@@ -386,3 +386,23 @@ func (l *logBuffer) String() string {
 func (l *logBuffer) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+// A stop with no run going on says so plainly, without "cancelling the run
+// in progress".
+func TestSchedulerStopWithNoRunSaysNothingOfOne(t *testing.T) {
+	st := newScheduleStore(t)
+	ready := make(chan struct{})
+	logs := &logBuffer{}
+	s := &Scheduler{
+		Syncer: newTestSyncer(st, &fakeEstateGuru{}, logs), Schedule: every(time.Hour),
+		StopTimeout: 10 * time.Second, Log: logs.logger(), Ready: func() { close(ready) },
+	}
+	stop := startScheduler(t, s)
+	waitClosed(t, "READY", ready)
+	if err := stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if out := logs.String(); strings.Contains(out, "cancelling") || !strings.Contains(out, "stopping") {
+		t.Fatalf("the log should say it stops, and cancels nothing:\n%s", out)
+	}
+}

@@ -397,6 +397,7 @@ func selectConnections(conns []store.Connection, only []string) ([]store.Connect
 // secrets, or nil.
 func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connection, runLog *slog.Logger, turn *turn) (err error) {
 	log := runLog.With("connection", c.Name, "provider", c.Provider)
+	ctx = provider.WithConnection(ctx, c.Name) // retry log lines name it
 	started := s.now()
 	var tokens *tokenSource
 	unlock := func() {}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -82,8 +83,10 @@ func (c *Config) secrets() []string {
 
 func (a *app) openStore(ctx context.Context) error {
 	st, err := store.Open(ctx, a.cfg.DataDir, store.Options{TokenKey: a.cfg.TokenKey, BusyTimeout: a.cfg.BusyTimeout})
-	if errors.Is(err, store.ErrTokenKey) {
-		return fmt.Errorf("%w: %w", errConfig, err) // exit 2, like any other configuration error
+	if errors.Is(err, store.ErrTokenKey) || errors.Is(err, os.ErrPermission) {
+		// exit 2, like any other configuration error: an unwritable data
+		// directory is fixed in the set-up, not by running again.
+		return fmt.Errorf("%w: %w", errConfig, err)
 	}
 	var oe *store.OwnerError
 	if errors.As(err, &oe) {
@@ -179,11 +182,17 @@ func (a *app) policy(baseURL string) *provider.HTTP {
 		MaxBackoff:    30 * time.Second,
 		MaxRetryAfter: 2 * time.Minute,
 	}
-	// The retry line names the kind and status only: the provider's own
-	// description is scrubbed of the call's secrets later, by the client.
-	p.OnRetry = func(r provider.Request, attempt int, wait time.Duration, err *provider.Error) {
-		a.log.Warn("provider call failed; retrying", "provider", r.Provider, "op", r.Op, "host", host,
-			"attempt", attempt, "wait", wait.Round(time.Millisecond), "kind", err.Kind.String(), "status", err.Status)
+	// The retry line names the connection and the cause: the OAuth error
+	// code, or what failed on the way (never the provider's description,
+	// which the client scrubs of the call's secrets only later).
+	p.OnRetry = func(ctx context.Context, r provider.Request, attempt int, wait time.Duration, err *provider.Error) {
+		attrs := []any{"provider", r.Provider, "op", r.Op, "host", host,
+			"attempt", attempt, "wait", wait.Round(time.Millisecond), "kind", err.Kind.String(), "status", err.Status,
+			"cause", retryCause(err)}
+		if name := provider.ConnectionOf(ctx); name != "" {
+			attrs = append([]any{"connection", name}, attrs...)
+		}
+		a.log.Warn("provider call failed; retrying", attrs...)
 		a.metrics.Retry(r.Provider, r.Op)
 	}
 	p.OnAnswer = func(r provider.Request, status int) { a.metrics.Request(r.Provider, r.Op, status) }
@@ -193,6 +202,25 @@ func (a *app) policy(baseURL string) *provider.HTTP {
 	}
 	a.policies[host] = p
 	return p
+}
+
+// retryCause says why a call failed in a few words without secrets: the
+// OAuth error code, the network error without the URL, or the HTTP status.
+func retryCause(err *provider.Error) string {
+	switch {
+	case err.Code != "":
+		return err.Code
+	case err.Err != nil:
+		inner := err.Err
+		var ue *url.Error
+		if errors.As(inner, &ue) {
+			inner = ue.Err // the URL may carry a token in its query
+		}
+		return provider.CleanText(inner.Error(), 200)
+	case err.Status != 0:
+		return fmt.Sprintf("HTTP %d %s", err.Status, http.StatusText(err.Status))
+	}
+	return err.Kind.String()
 }
 
 // needCredentials fails, as a configuration error, when the provider's

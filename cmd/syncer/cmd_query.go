@@ -6,33 +6,49 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/term"
 
 	"github.com/syncerhq/syncer/store"
 )
 
-func cmdQuery(e env, args []string) error {
-	fs := newFlagSet("query", e)
-	format := fs.String("format", "table", "table, csv or json")
-	timeout := fs.Duration("timeout", 30*time.Second, "stop the query after this long (its read transaction keeps the WAL from being truncated meanwhile); 0: no limit")
-	csvRaw := fs.Bool("csv-raw", false, "CSV cells exactly as stored: no quote put before a cell starting with = + - @ tab or CR (for programs, not spreadsheets)")
-	if err := parseFlags(fs, e, args); err != nil {
-		return err
-	}
-	switch *format {
+func setupQuery(fs *flag.FlagSet) func(e env, args []string) error {
+	var o queryOptions
+	fs.StringVar(&o.format, "format", "table", "output `format`: table, csv or json")
+	fs.BoolVar(&o.wide, "wide", false, "table: keep every cell whole, even wider than the terminal")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "stop the query after this `long` (its read transaction keeps the WAL from being truncated meanwhile); 0: no limit")
+	fs.BoolVar(&o.csvRaw, "csv-raw", false, "CSV cells exactly as stored: no quote put before a cell starting with = + - @ tab or CR (for programs, not spreadsheets)")
+	return func(e env, args []string) error { return query(e, args, o) }
+}
+
+// queryOptions are the query command's flags.
+type queryOptions struct {
+	format  string
+	wide    bool
+	timeout time.Duration
+	csvRaw  bool
+}
+
+func query(e env, args []string, o queryOptions) error {
+	switch o.format {
 	case "table", "csv", "json":
 	default:
-		return usagef("query: -format %q: use table, csv or json", *format)
+		return usagef("query: -format %q: use table, csv or json", o.format)
 	}
-	if *timeout < 0 {
+	if o.timeout < 0 {
 		return usagef("query: -timeout must not be negative (try 30s, or 0 for no limit)")
 	}
-	query := strings.Join(fs.Args(), " ")
+	query := strings.Join(args, " ")
 	if strings.TrimSpace(query) == "" {
 		const maxSQL = 1 << 20
 		b, err := io.ReadAll(io.LimitReader(e.stdin, maxSQL+1))
@@ -56,9 +72,9 @@ func cmdQuery(e env, args []string) error {
 	// statement: an endless recursive CTE ends, and with it the read
 	// transaction that kept the WAL from being checkpointed.
 	ctx := e.ctx
-	if *timeout > 0 {
+	if o.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
 		defer cancel()
 	}
 	r, err := store.OpenReader(ctx, a.cfg.DataDir)
@@ -70,7 +86,7 @@ func cmdQuery(e env, args []string) error {
 	// that is wrong, and a refused write says "readonly database".
 	rows, err := r.Query(ctx, query)
 	if err != nil {
-		return queryError(ctx, *timeout, err)
+		return queryError(ctx, o.timeout, err)
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
@@ -78,16 +94,16 @@ func cmdQuery(e env, args []string) error {
 		return fmt.Errorf("query: %v", err)
 	}
 	var w rowWriter
-	switch *format {
+	switch o.format {
 	case "csv":
-		w = &csvWriter{w: bufio.NewWriter(e.stdout), raw: *csvRaw}
+		w = &csvWriter{w: bufio.NewWriter(e.stdout), raw: o.csvRaw}
 	case "json":
 		w = &jsonWriter{w: e.stdout}
 	default:
-		w = &tableWriter{w: newTabWriter(e.stdout)}
+		w = newTableWriter(e.stdout, o.wide)
 	}
 	if err := writeRows(rows, cols, w); err != nil {
-		return queryError(ctx, *timeout, err)
+		return queryError(ctx, o.timeout, err)
 	}
 	return nil
 }
@@ -155,19 +171,59 @@ func text(v any) string {
 	return fmt.Sprint(v)
 }
 
-type tableWriter struct{ w *tabwriter.Writer }
-
-func (t *tableWriter) header(cols []string) error {
-	_, err := fmt.Fprintln(t.w, strings.Join(cols, "\t"))
-	return err
+// tableWriter aligns columns. With a width (a terminal's), it holds the
+// rows and cuts the widest cells, with an ellipsis, until a line fits;
+// without one it streams through a tabwriter.
+type tableWriter struct {
+	tw    *tabwriter.Writer // streaming, when width is 0
+	out   io.Writer
+	width int
+	rows  [][]string
 }
+
+// newTableWriter fits the table to the terminal stdout is, unless wide.
+func newTableWriter(w io.Writer, wide bool) *tableWriter {
+	width := 0
+	if !wide {
+		width = terminalWidth(w)
+	}
+	if width > 0 {
+		return &tableWriter{out: w, width: width}
+	}
+	return &tableWriter{tw: newTabWriter(w)}
+}
+
+// terminalWidth is the width of the terminal w is ($COLUMNS first), or 0.
+func terminalWidth(w io.Writer) int {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return 0
+	}
+	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n > 0 {
+		return n
+	}
+	if n, _, err := term.GetSize(int(f.Fd())); err == nil && n > 0 {
+		return n
+	}
+	return 0
+}
+
+func (t *tableWriter) header(cols []string) error { return t.line(cols) }
 
 func (t *tableWriter) row(_ []string, vals []any) error {
 	cells := make([]string, len(vals))
 	for i, v := range vals {
 		cells[i] = visible(text(v))
 	}
-	_, err := fmt.Fprintln(t.w, strings.Join(cells, "\t"))
+	return t.line(cells)
+}
+
+func (t *tableWriter) line(cells []string) error {
+	if t.tw == nil {
+		t.rows = append(t.rows, cells)
+		return nil
+	}
+	_, err := fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
 	return err
 }
 
@@ -204,7 +260,70 @@ func isControl(r rune) bool {
 		(r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) || r == 0x200e || r == 0x200f || r == 0x061c
 }
 
-func (t *tableWriter) end() error { return t.w.Flush() }
+func (t *tableWriter) end() error {
+	if t.tw != nil {
+		return t.tw.Flush()
+	}
+	widths := fitColumns(t.rows, t.width)
+	bw := bufio.NewWriter(t.out)
+	for _, r := range t.rows {
+		var b strings.Builder
+		for i, c := range r {
+			c = cut(c, widths[i])
+			b.WriteString(c)
+			if i < len(r)-1 {
+				b.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)+2))
+			}
+		}
+		bw.WriteString(strings.TrimRight(b.String(), " "))
+		bw.WriteByte('\n')
+	}
+	return bw.Flush()
+}
+
+// fitColumns is each column's width, the widest narrowed one at a time
+// (to no less than 6) until a line with two spaces between columns fits in
+// width.
+func fitColumns(rows [][]string, width int) []int {
+	var widths []int
+	for _, r := range rows {
+		for i, c := range r {
+			if i >= len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	total := func() int {
+		n := 2 * max(len(widths)-1, 0)
+		for _, w := range widths {
+			n += w
+		}
+		return n
+	}
+	for total() > width {
+		widest := 0
+		for i, w := range widths {
+			if w > widths[widest] {
+				widest = i
+			}
+		}
+		if widths[widest] <= 6 {
+			break
+		}
+		widths[widest]--
+	}
+	return widths
+}
+
+// cut shortens s to n runes, the last one an ellipsis.
+func cut(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
 
 // csvWriter writes RFC 4180: records end in CRLF; a field holding a comma,
 // a quote, CR or LF is quoted, its quotes doubled. Unlike encoding/csv with
@@ -312,27 +431,50 @@ func (j *jsonWriter) end() error {
 	return err
 }
 
-func cmdBackup(e env, args []string) error {
-	fs := newFlagSet("backup", e)
-	if err := parseFlags(fs, e, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usagef("backup takes one argument: the file to write")
+func setupBackup(fs *flag.FlagSet) func(e env, args []string) error {
+	tokens := fs.String("tokens", "", "also copy tokens.db to this `file` (mode 0600; it holds the tokens: keep it secret)")
+	return func(e env, args []string) error { return backup(e, args, *tokens) }
+}
+
+func backup(e env, args []string, tokensPath string) error {
+	if len(args) != 1 {
+		return usagef("backup takes one argument: the file (or directory/) to write")
 	}
 	a, err := newApp(e)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	// Read-only, like query: it needs neither tokens.db nor write access,
-	// and it never waits for, or holds up, a sync.
-	size, err := store.Backup(e.ctx, a.cfg.DataDir, fs.Arg(0))
+	// Read-only, like query: it needs no write access, and it never waits
+	// for, or holds up, a sync.
+	path := backupPath(args[0], store.SnapshotsFile)
+	size, err := store.Backup(e.ctx, a.cfg.DataDir, path)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "snapshots.db backed up to %s (%d bytes, checked; tokens.db is not included: back it up separately and keep it secret)\n", fs.Arg(0), size)
+	if tokensPath == "" {
+		fmt.Fprintf(e.stdout, "snapshots.db backed up to %s (%d bytes, checked; tokens.db is not included: copy it with -tokens FILE and keep that secret)\n", path, size)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "snapshots.db backed up to %s (%d bytes, checked)\n", path, size)
+	tpath := backupPath(tokensPath, store.TokensFile)
+	tsize, err := store.BackupTokens(e.ctx, a.cfg.DataDir, tpath)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "tokens.db backed up to %s (%d bytes, checked, mode 0600: it holds the tokens, keep it secret)\n", tpath, tsize)
 	return nil
+}
+
+// backupPath is where a backup goes: a path naming a directory (ending in
+// a slash, or an existing one) gets a dated file inside it.
+func backupPath(arg, file string) string {
+	st, err := os.Stat(arg)
+	if strings.HasSuffix(arg, "/") || (err == nil && st.IsDir()) {
+		stem := strings.TrimSuffix(file, ".db")
+		return filepath.Join(arg, fmt.Sprintf("%s-%s.db", stem, time.Now().UTC().Format("20060102T150405Z")))
+	}
+	return arg
 }
 
 func newTabWriter(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) }

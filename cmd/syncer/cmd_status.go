@@ -3,9 +3,9 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/syncerhq/syncer/store"
@@ -33,13 +33,13 @@ type connectionStatus struct {
 	Fix string `json:"fix,omitempty"`
 }
 
-func cmdStatus(e env, args []string) error {
-	fs := newFlagSet("status", e)
+func setupStatus(fs *flag.FlagSet) func(e env, args []string) error {
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
-	if err := parseFlags(fs, e, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
+	return func(e env, args []string) error { return status(e, args, *asJSON) }
+}
+
+func status(e env, args []string, asJSON bool) error {
+	if len(args) > 0 {
 		return usagef("status takes no arguments")
 	}
 	a, err := newApp(e)
@@ -64,7 +64,7 @@ func cmdStatus(e env, args []string) error {
 		}
 		out = append(out, st)
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(out); err != nil {
@@ -142,8 +142,9 @@ func printStatusTable(e env, rows []connectionStatus) {
 		fmt.Fprintln(e.stdout, "No connections yet. Add one with `syncer connect everreal ...` or `syncer connect estateguru ...`.")
 		return
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPROVIDER\tSTATE\tLAST SUCCESS\tACCESS EXPIRES\tREFRESH EXPIRES\tLAST ERROR")
+	// Cut to the terminal's width like query's tables; piped, whole.
+	tw := newTableWriter(e.stdout, false)
+	tw.header([]string{"NAME", "PROVIDER", "STATE", "LAST SUCCESS", "ACCESS EXPIRES", "REFRESH EXPIRES", "LAST ERROR"})
 	dash := func(p *string) string {
 		if p == nil {
 			return "-"
@@ -158,10 +159,10 @@ func printStatusTable(e env, rows []connectionStatus) {
 		if lastErr == "" {
 			lastErr = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Provider, r.State, dash(r.LastSuccessAt),
-			dash(r.AccessExpiresAt), dash(r.RefreshExpiresAt), lastErr)
+		tw.line([]string{r.Name, r.Provider, r.State, dash(r.LastSuccessAt),
+			dash(r.AccessExpiresAt), dash(r.RefreshExpiresAt), lastErr})
 	}
-	tw.Flush()
+	tw.end()
 	for _, r := range rows {
 		for _, w := range r.Warnings {
 			fmt.Fprintf(e.stdout, "warning: %s: %s\n", r.Name, w)
@@ -174,15 +175,13 @@ func printStatusTable(e env, rows []connectionStatus) {
 	}
 }
 
-func cmdDisconnect(e env, args []string) error {
-	fs := newFlagSet("disconnect", e)
-	if err := parseFlags(fs, e, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
+func setupDisconnect(fs *flag.FlagSet) func(e env, args []string) error { return disconnect }
+
+func disconnect(e env, args []string) error {
+	if len(args) != 1 {
 		return usagef("disconnect takes one connection name")
 	}
-	name := fs.Arg(0)
+	name := args[0]
 	a, err := newApp(e)
 	if err != nil {
 		return err

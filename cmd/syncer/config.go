@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -361,4 +362,59 @@ func printEnvUsage(w io.Writer) {
 	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
 	_ = envconfig.Usagef(envPrefix, &c, tw, "{{range .}}{{usage_key .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}")
 	tw.Flush()
+}
+
+// configVar is one setting as the documentation shows it.
+type configVar struct{ Name, Default, Desc string }
+
+// configVars lists every SYNCER_* variable of Config, in the struct's order,
+// from its tags: the one source of docs/configuration.md, `syncer -help`
+// and the man page.
+func configVars() []configVar {
+	t := reflect.TypeOf(Config{})
+	var out []configVar
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key, ok := f.Tag.Lookup("envconfig")
+		if !ok || f.Tag.Get("ignored") == "true" {
+			continue
+		}
+		out = append(out, configVar{Name: envPrefix + "_" + key, Default: f.Tag.Get("default"), Desc: f.Tag.Get("desc")})
+	}
+	return out
+}
+
+// configReference is docs/configuration.md.
+func configReference() string {
+	var b strings.Builder
+	b.WriteString(`# Configuration
+
+<!-- Generated from the Config struct (cmd/syncer/config.go): do not edit.
+     Regenerate: go test ./cmd/syncer -run TestConfigurationDocs -update -->
+
+syncer takes its settings from the environment only (prefix ` + "`SYNCER_`" + `);
+` + "`syncer -help`" + ` prints this list too. Every value is checked before anything is
+written: a bad one exits 2 with a message naming the variable and a good value.
+Under systemd the settings live in ` + "`/etc/syncer/syncer.env`" + ` (root:root 0600; every
+variable is there, commented, with its default: ` + "`systemd/syncer.env.example`" + `).
+
+The client secrets and the token key may instead come from systemd credentials
+(` + "`$CREDENTIALS_DIRECTORY/<name>`" + `, read when the variable is empty):
+` + "`everreal-client-secret`, `estateguru-client-secret`, `token-key`" + `. The units
+load them from ` + "`/etc/credstore/syncer.<name>`" + ` if present.
+
+Provider URLs must be ` + "`https://`" + `; plain ` + "`http://`" + ` is accepted only for a
+loopback host (the sandbox), so a token never crosses a network unencrypted.
+
+| variable | default | meaning |
+| --- | --- | --- |
+`)
+	for _, v := range configVars() {
+		def := v.Default
+		if def != "" {
+			def = "`" + def + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", v.Name, def, strings.ReplaceAll(v.Desc, "|", `\|`))
+	}
+	return b.String()
 }

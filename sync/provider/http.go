@@ -67,8 +67,9 @@ type HTTP struct {
 
 	// OnRetry, if set, hears of every attempt that failed and will be
 	// retried, with the wait before the next one (0: at once), so an
-	// operator sees a flapping provider before it becomes a failed run.
-	OnRetry func(r Request, attempt int, wait time.Duration, err *Error)
+	// operator sees a flapping provider before it becomes a failed run. ctx
+	// is the call's (ConnectionOf tells which connection it is for).
+	OnRetry func(ctx context.Context, r Request, attempt int, wait time.Duration, err *Error)
 
 	// OnAnswer, if set, hears of every attempt's outcome: the HTTP status,
 	// or 0 when no answer arrived (for metrics).
@@ -124,7 +125,7 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 				wait = lastErr.RetryAfter
 			}
 			if h.OnRetry != nil {
-				h.OnRetry(r, attempt, wait, lastErr)
+				h.OnRetry(ctx, r, attempt, wait, lastErr)
 			}
 			if err := h.sleep(ctx, wait); err != nil {
 				return nil, lastErr
@@ -154,7 +155,7 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 			atOnce = true
 			attempts++ // on top of Retries
 			if h.OnRetry != nil {
-				h.OnRetry(r, attempt+1, 0, perr)
+				h.OnRetry(ctx, r, attempt+1, 0, perr)
 			}
 		}
 	}

@@ -551,8 +551,10 @@ func TestOnRetryHearsEveryRetry(t *testing.T) {
 	defer srv.Close()
 	var heard []int
 	h := &HTTP{Client: srv.Client(), Retries: 3,
-		Sleep:   func(context.Context, time.Duration) error { return nil },
-		OnRetry: func(_ Request, attempt int, _ time.Duration, err *Error) { heard = append(heard, err.Status) }}
+		Sleep: func(context.Context, time.Duration) error { return nil },
+		OnRetry: func(_ context.Context, _ Request, attempt int, _ time.Duration, err *Error) {
+			heard = append(heard, err.Status)
+		}}
 	_, err := h.Do(context.Background(), Request{Provider: "p", Op: "op", New: func(ctx context.Context) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
 	}})
