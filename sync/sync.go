@@ -56,6 +56,35 @@ type Store interface {
 
 var _ Store = (*store.Store)(nil)
 
+// --- several instances (issue 16) ---
+
+// Claimer is implemented by a store that several syncer instances share
+// (PostgreSQL). A sync then claims a connection's turn instead of taking
+// LockConnection: a claim is refused at once, with an error wrapping
+// ErrSkip, when another instance holds the connection or has already
+// synced it in this snapshot period, so instances split the work instead
+// of waiting for each other and repeating it.
+type Claimer interface {
+	ClaimConnection(ctx context.Context, connID int64, period time.Time) (Claim, error)
+}
+
+// Claim is one connection's turn, held until Release.
+type Claim interface {
+	// Valid fails when the claim may lapse before a token grant could
+	// finish (it was lost, or renewing it failed): no refresh then, since
+	// another instance may be about to present the same refresh token.
+	Valid(ctx context.Context) error
+	// Release ends the turn; synced records that the connection was synced
+	// in the claimed period.
+	Release(synced bool)
+}
+
+// ErrSkip, wrapped by a Claimer's error, means the connection is another
+// instance's: it is neither synced nor failed, and nothing is recorded.
+var ErrSkip = errors.New("skipped")
+
+// --- end several instances ---
+
 // Clients makes a provider client for a connection's base URL.
 type Clients struct {
 	EverReal   func(baseURL string) EverReal
@@ -138,6 +167,8 @@ type Summary struct {
 	// Interrupted counts connections stopped by a shutdown: neither
 	// synced nor failed.
 	Interrupted int
+	// Skipped counts connections left to another instance (Claimer).
+	Skipped int
 	// NeedsReauth counts connections a person must re-connect, whether they
 	// failed in this run or were already waiting.
 	NeedsReauth int
@@ -212,6 +243,8 @@ loop:
 			switch {
 			case res == nil:
 				sum.OK++
+			case errors.Is(res, ErrSkip):
+				sum.Skipped++
 			case errors.As(res, &ie):
 				sum.Interrupted++
 			default:
@@ -278,6 +311,11 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 			log.Error("internal error while syncing", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			err = fmt.Errorf("internal error: %v", p)
 		}
+		if errors.Is(err, ErrSkip) {
+			// Another instance's turn: nothing held, nothing to record.
+			log.Debug("connection left to another instance", "reason", err.Error())
+			return
+		}
 		// Whatever happened, the message stored and logged holds no token.
 		if err != nil {
 			err = scrubbed(err, secrets)
@@ -291,11 +329,22 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		unlock()
 	}()
 
-	u, err := s.Store.LockConnection(ctx, c.ID, s.lockWait())
-	if err != nil {
-		return err
+	var claim Claim
+	if cl, ok := s.Store.(Claimer); ok {
+		claimed, cerr := cl.ClaimConnection(ctx, c.ID, store.PeriodStart(s.now(), s.period()))
+		if cerr != nil {
+			return cerr
+		}
+		claim = claimed
+		// err is the connection's outcome by the time unlock runs.
+		unlock = func() { claimed.Release(err == nil) }
+	} else {
+		u, err := s.Store.LockConnection(ctx, c.ID, s.lockWait())
+		if err != nil {
+			return err
+		}
+		unlock = u
 	}
-	unlock = u
 
 	stored, err := s.Store.Token(ctx, c.ID)
 	if errors.Is(err, store.ErrNoToken) {
@@ -321,6 +370,11 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		return err
 	}
 	refresh := func() error {
+		if claim != nil {
+			if err := claim.Valid(ctx); err != nil {
+				return err
+			}
+		}
 		// A refresh may rotate the token: never ask for one that could
 		// not be saved.
 		if err := s.Store.CheckWritable(ctx); err != nil {
