@@ -175,4 +175,3 @@ func (s *Store) Retain(ctx context.Context, olderThan time.Time) (int, error) {
 	}
 	return n, nil
 }
-
