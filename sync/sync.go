@@ -65,7 +65,9 @@ var _ Store = (*store.Store)(nil)
 // synced it in this snapshot period, so instances split the work instead
 // of waiting for each other and repeating it.
 type Claimer interface {
-	ClaimConnection(ctx context.Context, connID int64, period time.Time) (Claim, error)
+	// anew: the connection was named (-connection): sync it even if
+	// another instance did in this period, once its turn is free.
+	ClaimConnection(ctx context.Context, connID int64, period time.Time, anew bool) (Claim, error)
 }
 
 // Claim is one connection's turn, held until Release.
@@ -236,7 +238,7 @@ loop:
 			defer wg.Done()
 			turn := slots.turn()
 			defer turn.end()
-			res := s.syncConnection(ctx, runID, c, log, turn)
+			res := s.syncConnection(ctx, runID, c, log, turn, len(only) > 0)
 			mu.Lock()
 			defer mu.Unlock()
 			var ie *interruptedError
@@ -273,7 +275,7 @@ loop:
 		return sum, err
 	}
 	log.Info("sync finished", "status", sum.Status, "ok", sum.OK, "failed", sum.Failed,
-		"needs_reauth", sum.NeedsReauth, "duration", s.now().Sub(started).Round(time.Millisecond))
+		"needs_reauth", sum.NeedsReauth, "skipped", sum.Skipped, "duration", s.now().Sub(started).Round(time.Millisecond))
 	if s.AfterRun != nil {
 		s.AfterRun(ctx, sum)
 	}
@@ -301,7 +303,7 @@ func selectConnections(conns []store.Connection, only []string) ([]store.Connect
 
 // syncConnection syncs one connection and records its result. It returns
 // the connection's error, scrubbed of secrets, or nil.
-func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connection, runLog *slog.Logger, turn *turn) (err error) {
+func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connection, runLog *slog.Logger, turn *turn, named bool) (err error) {
 	log := runLog.With("connection", c.Name, "provider", c.Provider)
 	started := s.now()
 	var secrets []string
@@ -331,7 +333,7 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 
 	var claim Claim
 	if cl, ok := s.Store.(Claimer); ok {
-		claimed, cerr := cl.ClaimConnection(ctx, c.ID, store.PeriodStart(s.now(), s.period()))
+		claimed, cerr := cl.ClaimConnection(ctx, c.ID, store.PeriodStart(s.now(), s.period()), named)
 		if cerr != nil {
 			return cerr
 		}

@@ -25,7 +25,7 @@ import (
 type app struct {
 	cfg   *Config
 	log   *slog.Logger
-	store *store.Store
+	store appStore // *store.Store, or *pgstore.Store with SYNCER_DATABASE_URL (postgres.go)
 
 	client   *http.Client
 	mu       stdsync.Mutex
@@ -57,6 +57,14 @@ func (c *Config) secrets() []string {
 }
 
 func (a *app) openStore(ctx context.Context) error {
+	if a.cfg.usesPostgres() { // issue 16: PostgreSQL instead of SQLite
+		st, err := a.openPostgres(ctx)
+		if err != nil {
+			return err
+		}
+		a.store = st
+		return nil
+	}
 	st, err := store.Open(ctx, a.cfg.DataDir, store.Options{TokenKey: a.cfg.TokenKey})
 	if errors.Is(err, store.ErrTokenKey) {
 		return fmt.Errorf("%w: %w", errConfig, err) // exit 2, like any other configuration error

@@ -35,6 +35,7 @@ func cmdDemo(e env, args []string) error {
 
 	// The sandbox's own client credentials; nothing real is used or needed.
 	a.cfg.DataDir = *dir
+	a.cfg.DatabaseURL = "" // the demo is SQLite in its own directory
 	a.cfg.EverRealClientID, a.cfg.EverRealClientSecret = "everreal-sandbox-client", "everreal-sandbox-secret"
 	a.cfg.EstateGuruClientID, a.cfg.EstateGuruClientSecret = "estateguru-sandbox-client", "estateguru-sandbox-secret"
 	a.cfg.RateLimit = 0

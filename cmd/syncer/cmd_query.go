@@ -44,16 +44,26 @@ func cmdQuery(e env, args []string) error {
 		return err
 	}
 	defer a.close()
-	r, err := store.OpenReader(e.ctx, a.cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	// SQLite's own message, unedited: it names the table, column or token
-	// that is wrong, and a refused write says "readonly database".
-	rows, err := r.Query(e.ctx, query)
-	if err != nil {
-		return fmt.Errorf("query: %v", err)
+	var rows *sql.Rows
+	if a.cfg.usesPostgres() { // issue 16
+		r, done, err := a.queryPostgres(e.ctx, query)
+		if err != nil {
+			return fmt.Errorf("query: %w", err)
+		}
+		defer done()
+		rows = r
+	} else {
+		r, err := store.OpenReader(e.ctx, a.cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		// SQLite's own message, unedited: it names the table, column or token
+		// that is wrong, and a refused write says "readonly database".
+		rows, err = r.Query(e.ctx, query)
+		if err != nil {
+			return fmt.Errorf("query: %v", err)
+		}
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
@@ -236,6 +246,9 @@ func cmdBackup(e env, args []string) error {
 		return err
 	}
 	defer a.close()
+	if a.cfg.usesPostgres() { // issue 16
+		return usagef("backup copies SQLite's snapshots.db; with SYNCER_DATABASE_URL use pg_dump (see docs/postgres.md)")
+	}
 	// Read-only, like query: it needs neither tokens.db nor write access,
 	// and it never waits for, or holds up, a sync.
 	size, err := store.Backup(e.ctx, a.cfg.DataDir, fs.Arg(0))

@@ -51,10 +51,10 @@ type claim struct {
 
 // ClaimConnection claims the connection's turn for this instance, or fails
 // at once with an error wrapping sync.ErrSkip when another instance holds
-// it or synced it in this period (period is its start).
-func (s *Store) ClaimConnection(ctx context.Context, connID int64, period time.Time) (sync.Claim, error) {
+// it or (unless anew) synced it in this period (period is its start).
+func (s *Store) ClaimConnection(ctx context.Context, connID int64, period time.Time, anew bool) (sync.Claim, error) {
 	p := period.UTC().Format(store.TimeFormat)
-	c, err := s.tryClaim(ctx, connID, p)
+	c, err := s.tryClaim(ctx, connID, p, anew)
 	if err != nil || c != nil {
 		return c, err
 	}
@@ -82,7 +82,7 @@ func (s *Store) LockConnection(ctx context.Context, connID int64, wait time.Dura
 	deadline := time.Now().Add(wait)
 	delay := 50 * time.Millisecond
 	for {
-		c, err := s.tryClaim(ctx, connID, "")
+		c, err := s.tryClaim(ctx, connID, "", true)
 		if err != nil {
 			return nil, err
 		}
@@ -106,7 +106,7 @@ func (s *Store) LockConnection(ctx context.Context, connID int64, wait time.Dura
 // tryClaim takes the lease if it is free (no holder, or expired) and, for a
 // period claim, the connection was not synced in that period by another
 // instance. It returns nil, nil when it is not to be had.
-func (s *Store) tryClaim(ctx context.Context, connID int64, period string) (*claim, error) {
+func (s *Store) tryClaim(ctx context.Context, connID int64, period string, anew bool) (*claim, error) {
 	// The row exists for connections made by syncer; one copied or made
 	// by hand gets it here.
 	if _, err := s.pool.Exec(ctx, "INSERT INTO connection_lease (connection_id) VALUES ($1) ON CONFLICT DO NOTHING", connID); err != nil {
@@ -117,8 +117,8 @@ func (s *Store) tryClaim(ctx context.Context, connID int64, period string) (*cla
 		SET holder = $2, fence = fence + 1, expires_at = now() + $3::interval
 		WHERE connection_id = $1
 		  AND (holder IS NULL OR expires_at <= now())
-		  AND ($4 = '' OR synced_period IS DISTINCT FROM $4 OR synced_by = $2)
-		RETURNING fence`, connID, s.instance, s.lease, period).Scan(&fence)
+		  AND ($5 OR synced_period IS DISTINCT FROM $4 OR synced_by = $2)
+		RETURNING fence`, connID, s.instance, s.lease, period, anew || period == "").Scan(&fence)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}

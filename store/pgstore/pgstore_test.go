@@ -135,35 +135,41 @@ func TestClaimsSplitTheWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	period := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
-	ca, err := a.ClaimConnection(ctx, c.ID, period)
+	ca, err := a.ClaimConnection(ctx, c.ID, period, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.ClaimConnection(ctx, c.ID, period); !errors.Is(err, sync.ErrSkip) {
+	if _, err := b.ClaimConnection(ctx, c.ID, period, false); !errors.Is(err, sync.ErrSkip) {
 		t.Fatalf("claim of a held connection: err = %v, want ErrSkip", err)
 	}
 	if err := ca.Valid(ctx); err != nil {
 		t.Fatalf("Valid: %v", err)
 	}
 	ca.Release(true)
-	if _, err := b.ClaimConnection(ctx, c.ID, period); !errors.Is(err, sync.ErrSkip) || !strings.Contains(err.Error(), "synced it in this period") {
+	if _, err := b.ClaimConnection(ctx, c.ID, period, false); !errors.Is(err, sync.ErrSkip) || !strings.Contains(err.Error(), "synced it in this period") {
 		t.Fatalf("claim of a connection synced this period by another: err = %v, want ErrSkip", err)
 	}
+	// Named (-connection), another instance syncs it anew.
+	cb, err := b.ClaimConnection(ctx, c.ID, period, true)
+	if err != nil {
+		t.Fatalf("a named claim: %v", err)
+	}
+	cb.Release(true)
 	// The same instance may sync it again in the period; the next period
 	// is anyone's.
-	ca, err = a.ClaimConnection(ctx, c.ID, period)
+	ca, err = b.ClaimConnection(ctx, c.ID, period, false)
 	if err != nil {
 		t.Fatalf("re-claim by the same instance: %v", err)
 	}
 	ca.Release(false)
-	cb, err := b.ClaimConnection(ctx, c.ID, period.Add(24*time.Hour))
+	cb, err = a.ClaimConnection(ctx, c.ID, period.Add(24*time.Hour), false)
 	if err != nil {
 		t.Fatalf("claim in the next period: %v", err)
 	}
 	cb.Release(true)
 
 	// LockConnection (connect, disconnect) waits for a claim to end.
-	cb, err = b.ClaimConnection(ctx, c.ID, period.Add(48*time.Hour))
+	cb, err = b.ClaimConnection(ctx, c.ID, period.Add(48*time.Hour), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,13 +191,13 @@ func TestLeaseOfADeadInstanceExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	period := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
-	if _, err := a.ClaimConnection(ctx, c.ID, period); err != nil {
+	if _, err := a.ClaimConnection(ctx, c.ID, period, false); err != nil {
 		t.Fatal(err)
 	}
 	a.Close() // dies: no renewal, no release
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		cb, err := b.ClaimConnection(ctx, c.ID, period)
+		cb, err := b.ClaimConnection(ctx, c.ID, period, false)
 		if err == nil {
 			cb.Release(true)
 			break
