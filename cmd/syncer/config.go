@@ -48,7 +48,7 @@ type Config struct {
 	DatabasePlaintextTokens bool          `envconfig:"DATABASE_PLAINTEXT_TOKENS" default:"false" desc:"with SYNCER_DATABASE_URL: store tokens unsealed, without SYNCER_TOKEN_KEY_FILE (not recommended: backups, replicas and superusers of the server would see them)"`
 	DatabaseLease           time.Duration `envconfig:"DATABASE_LEASE" default:"1m" desc:"with SYNCER_DATABASE_URL: how long an instance's turn on a connection lasts unless renewed; an instance that dies mid-turn delays that connection by at most this"`
 
-	TokenKeyFile           string          `envconfig:"TOKEN_KEY_FILE" desc:"file with a 32-byte key (64 hex digits or raw) to encrypt tokens in tokens.db with AES-GCM (or the systemd credential token-key)"`
+	TokenKeyFile string `envconfig:"TOKEN_KEY_FILE" desc:"file with a 32-byte key (64 hex digits or raw) to encrypt tokens in tokens.db with AES-GCM (or the systemd credential token-key)"`
 
 	// TokenKey is read from TokenKeyFile or the token-key credential.
 	TokenKey []byte `ignored:"true"`
