@@ -43,12 +43,12 @@ type Config struct {
 	EstateGuruClientID     string          `envconfig:"ESTATEGURU_CLIENT_ID" desc:"client id EstateGuru issued to you"`
 	EstateGuruClientSecret provider.Secret `envconfig:"ESTATEGURU_CLIENT_SECRET" desc:"client secret EstateGuru issued to you (or the systemd credential estateguru-client-secret)"`
 	EstateGuruURL          string          `envconfig:"ESTATEGURU_URL" default:"https://estateguru.co" desc:"EstateGuru base URL for new connections"`
+	TokenKeyFile           string          `envconfig:"TOKEN_KEY_FILE" desc:"file with a 32-byte key (64 hex digits or raw) to encrypt tokens in tokens.db with AES-GCM (or the systemd credential token-key)"`
+
 	// PostgreSQL (issue 16; docs/postgres.md).
 	DatabaseURL             string        `envconfig:"DATABASE_URL" desc:"postgres://USER@HOST:PORT/DB?sslmode=verify-full: keep everything in PostgreSQL instead of SQLite files in SYNCER_DATA_DIR (password in ~/.pgpass or PGPASSWORD); several syncer instances may share it; needs SYNCER_TOKEN_KEY_FILE"`
 	DatabasePlaintextTokens bool          `envconfig:"DATABASE_PLAINTEXT_TOKENS" default:"false" desc:"with SYNCER_DATABASE_URL: store tokens unsealed, without SYNCER_TOKEN_KEY_FILE (not recommended: backups, replicas and superusers of the server would see them)"`
 	DatabaseLease           time.Duration `envconfig:"DATABASE_LEASE" default:"1m" desc:"with SYNCER_DATABASE_URL: how long an instance's turn on a connection lasts unless renewed; an instance that dies mid-turn delays that connection by at most this"`
-
-	TokenKeyFile string `envconfig:"TOKEN_KEY_FILE" desc:"file with a 32-byte key (64 hex digits or raw) to encrypt tokens in tokens.db with AES-GCM (or the systemd credential token-key)"`
 
 	// TokenKey is read from TokenKeyFile or the token-key credential.
 	TokenKey []byte `ignored:"true"`
