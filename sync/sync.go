@@ -333,7 +333,7 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 
 	var claim Claim
 	if cl, ok := s.Store.(Claimer); ok {
-		claimed, cerr := cl.ClaimConnection(ctx, c.ID, store.PeriodStart(s.now(), s.period()), named)
+		claimed, cerr := cl.ClaimConnection(ctx, c.ID, store.PeriodStart(started, s.period()), named)
 		if cerr != nil {
 			return cerr
 		}

@@ -126,8 +126,18 @@ func (s *Store) tryClaim(ctx context.Context, connID int64, period string, anew 
 		return nil, dbError("claim connection", err, "")
 	}
 	c := &claim{s: s, connID: connID, fence: fence, period: period, stop: make(chan struct{}), done: make(chan struct{}), renewed: time.Now()}
+	s.mu.Lock()
+	s.claims[connID] = c
+	s.mu.Unlock()
 	go c.renewLoop()
 	return c, nil
+}
+
+// heldClaim is this process's claim on the connection, or nil.
+func (s *Store) heldClaim(connID int64) *claim {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.claims[connID]
 }
 
 func (c *claim) renewLoop() {
@@ -194,6 +204,11 @@ func (c *claim) Release(synced bool) {
 	c.once.Do(func() {
 		close(c.stop)
 		<-c.done
+		c.s.mu.Lock()
+		if c.s.claims[c.connID] == c {
+			delete(c.s.claims, c.connID)
+		}
+		c.s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		period := c.period

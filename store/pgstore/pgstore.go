@@ -81,6 +81,8 @@ type Store struct {
 	// per connection: a save succeeds only if the stored one is still it
 	// (see SaveToken).
 	generation map[int64]int64
+	// claims are the connections whose turn this process holds.
+	claims map[int64]*claim
 }
 
 // Open connects, migrates and checks the token key. Every error about the
@@ -105,7 +107,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if opts.TokenKey == nil && !opts.PlaintextTokens {
 		return nil, fmt.Errorf("%w: SYNCER_TOKEN_KEY_FILE: a token key is required with PostgreSQL (tokens in a shared server reach its backups, replicas and superusers); make one with: head -c 32 /dev/urandom | xxd -p -c 64 > token.key, or set SYNCER_DATABASE_PLAINTEXT_TOKENS=true to store them unsealed", ErrConfig)
 	}
-	s := &Store{instance: opts.Instance, lease: opts.Lease, Now: time.Now, generation: map[int64]int64{}}
+	s := &Store{instance: opts.Instance, lease: opts.Lease, Now: time.Now, generation: map[int64]int64{}, claims: map[int64]*claim{}}
 	if s.instance == "" {
 		s.instance = DefaultInstance()
 	}

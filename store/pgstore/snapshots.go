@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"iter"
 	"time"
 
@@ -22,7 +23,7 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 	if err != nil {
 		return err
 	}
-	return s.writeSnapshot(ctx, func(tx pgx.Tx) error {
+	return s.writeSnapshot(ctx, connID, func(tx pgx.Tx) error {
 		at := period.UTC().Format(store.TimeFormat)
 		if _, err := tx.Exec(ctx, "DELETE FROM everreal_snapshot WHERE connection_id = $1 AND snapshot_at = $2", connID, at); err != nil {
 			return err
@@ -57,7 +58,7 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 // sums goes in last and the sequence is read once.
 func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetchedAt time.Time, snap store.EstateGuruSnapshot) error {
 	var seqErr error
-	err := s.writeSnapshot(ctx, func(tx pgx.Tx) error {
+	err := s.writeSnapshot(ctx, connID, func(tx pgx.Tx) error {
 		at := period.UTC().Format(store.TimeFormat)
 		if _, err := tx.Exec(ctx, "DELETE FROM estateguru_snapshot WHERE connection_id = $1 AND snapshot_at = $2", connID, at); err != nil {
 			return err
@@ -123,13 +124,29 @@ func (s *Store) recordSuccess(ctx context.Context, tx pgx.Tx, connID int64, at t
 	return err
 }
 
-// writeSnapshot runs write in one transaction.
-func (s *Store) writeSnapshot(ctx context.Context, write func(pgx.Tx) error) error {
+// writeSnapshot runs write in one transaction. When this process holds a
+// claim on the connection (a sync's turn), the same transaction records the
+// claimed period as synced by this instance, and checks the claim is still
+// this instance's (the fence): a snapshot is never committed by an instance
+// whose turn another has taken over, and a snapshot committed is never
+// synced again in its period by another, even if its instance dies at once.
+func (s *Store) writeSnapshot(ctx context.Context, connID int64, write func(pgx.Tx) error) error {
 	tx, err := s.begin(ctx)
 	if err != nil {
 		return dbError("write snapshot", err, "")
 	}
 	defer tx.Rollback(ctx)
+	if c := s.heldClaim(connID); c != nil {
+		tag, err := tx.Exec(ctx, `UPDATE connection_lease SET synced_period = CASE WHEN $4 <> '' THEN $4 ELSE synced_period END,
+			synced_by = CASE WHEN $4 <> '' THEN $2 ELSE synced_by END
+			WHERE connection_id = $1 AND holder = $2 AND fence = $3`, connID, s.instance, c.fence, c.period)
+		if err != nil {
+			return dbError("write snapshot", err, "")
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("pgstore: write snapshot: %w; the snapshot is left to the instance that holds it now", ErrLeaseLost)
+		}
+	}
 	if err := write(tx); err != nil {
 		return dbError("write snapshot", err, "")
 	}
