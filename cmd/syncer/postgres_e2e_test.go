@@ -317,3 +317,73 @@ func TestPostgresInstanceKilledMidRunCostsOneLease(t *testing.T) {
 		t.Errorf("%d runs still look like they are running (the dead one's should be closed as interrupted)", n)
 	}
 }
+
+func TestPostgresConfigurationErrorsExit2WithoutThePassword(t *testing.T) {
+	// Without a server: nothing here connects successfully.
+	w := newWorld(t, sandbox.Options{})
+	key := writeKey(t)
+	for _, c := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"SYNCER_DATABASE_URL=mysql://u:hunter2-pw@h/db", "SYNCER_TOKEN_KEY_FILE=" + key}, "SYNCER_DATABASE_URL: not a postgres:// URL"},
+		{[]string{"SYNCER_DATABASE_URL=postgres://u:hunter2-pw@h:notaport/db", "SYNCER_TOKEN_KEY_FILE=" + key}, "SYNCER_DATABASE_URL"},
+		{[]string{"SYNCER_DATABASE_URL=postgres://u:hunter2-pw@127.0.0.1:1/db"}, "SYNCER_TOKEN_KEY_FILE: required with SYNCER_DATABASE_URL"},
+		{[]string{"SYNCER_DATABASE_URL=postgres://u:hunter2-pw@127.0.0.1:1/db", "SYNCER_TOKEN_KEY_FILE=" + key, "SYNCER_DATABASE_LEASE=1s"}, "SYNCER_DATABASE_LEASE"},
+	} {
+		w.env = c.env
+		for _, args := range [][]string{{"-once"}, {"status"}, {"query", "SELECT 1"}} {
+			res := w.run("", args...)
+			if res.code != 2 || !strings.Contains(res.stderr, c.want) || strings.Contains(res.stdout+res.stderr, "hunter2") {
+				t.Errorf("%v %v: want exit 2 naming %q without the password, got:\n%s", c.env, args, c.want, res)
+			}
+		}
+	}
+}
+
+func TestPostgresRefusedLoginExits2WithoutThePassword(t *testing.T) {
+	dbURL := pgtest.URL(t)
+	w := newWorld(t, sandbox.Options{})
+	bad := pgtest.WithUser(dbURL, "syncer", "hunter2-wrong")
+	w.env = []string{"SYNCER_DATABASE_URL=" + bad, "SYNCER_TOKEN_KEY_FILE=" + writeKey(t)}
+	res := w.run("", "-once")
+	if res.code != 2 || !strings.Contains(res.stderr, "SYNCER_DATABASE_URL") || strings.Contains(res.stdout+res.stderr, "hunter2") {
+		t.Fatalf("a refused login: want exit 2 naming SYNCER_DATABASE_URL without the password, got:\n%s", res)
+	}
+	// A different key than the database's: exit 2 naming the key.
+	good, _ := pgWorld(t, w.sb)
+	addSampleInvestor(w.sb, "inv")
+	good.importEstateGuru("eg", "inv")
+	other := *good
+	other.env = append([]string{}, good.env...)
+	other.env[1] = "SYNCER_TOKEN_KEY_FILE=" + writeKey(t)
+	res = other.run("", "status")
+	if res.code != 2 || !strings.Contains(res.stderr, "SYNCER_TOKEN_KEY_FILE") {
+		t.Fatalf("another key: want exit 2 naming SYNCER_TOKEN_KEY_FILE, got:\n%s", res)
+	}
+}
+
+func TestPostgresQueryIsReadOnlyAndStatusWorks(t *testing.T) {
+	w, dbURL := pgWorld(t, newWorld(t, sandbox.Options{}).sb)
+	addSampleInvestor(w.sb, "inv")
+	w.importEstateGuru("eg", "inv")
+	w.mustRun(0, "", "-once")
+	for _, q := range []string{"DELETE FROM connection", "DROP VIEW connections", "SET TRANSACTION READ WRITE; DELETE FROM connection", "COMMIT; DELETE FROM connection"} {
+		res := w.run("", "query", q)
+		if res.code != 1 {
+			t.Errorf("%s: want a refusal (exit 1), got:\n%s", q, res)
+		}
+	}
+	if n := pgInt(t, dbURL, "SELECT count(*) FROM connection"); n != 1 {
+		t.Fatalf("%d connections after the refused writes, want 1", n)
+	}
+	res := w.mustRun(0, "", "status", "-json")
+	if !strings.Contains(res.stdout, `"name": "eg"`) {
+		t.Fatalf("status:\n%s", res)
+	}
+	res = w.mustRun(0, "", "disconnect", "eg")
+	if n := pgInt(t, dbURL, "SELECT count(*) FROM vault.token"); n != 0 {
+		t.Fatalf("%d token rows after disconnect\n%s", n, res)
+	}
+	w.mustRun(2, "", "backup", filepath.Join(t.TempDir(), "b.db"))
+}
