@@ -114,6 +114,8 @@ func dispatch(e env, args []string) error {
 			return cmdBackup(e, rest)
 		case "demo":
 			return cmdDemo(e, rest)
+		case "copy": // issue 16
+			return cmdCopy(e, rest)
 		case "help":
 			printUsage(e.stdout)
 			return nil
@@ -140,6 +142,7 @@ Usage:
                                          read-only SQL on snapshots.db (SQL from stdin if not given)
   syncer backup PATH                     consistent copy of snapshots.db (VACUUM INTO), safe while running
   syncer demo                            the whole job against the built-in sandbox, in ./syncer-demo/
+  syncer copy -to postgres://...         copy the SQLite store into PostgreSQL (docs/postgres.md)
 
 Exit codes: 0 success; 1 finished, but something needs attention; 2 usage or
 configuration error, nothing written.
