@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -47,6 +48,9 @@ func cmdQuery(e env, args []string) error {
 	var rows *sql.Rows
 	if a.cfg.usesPostgres() { // issue 16
 		r, done, err := a.queryPostgres(e.ctx, query)
+		if errors.Is(err, errConfig) {
+			return err
+		}
 		if err != nil {
 			return fmt.Errorf("query: %w", err)
 		}

@@ -226,9 +226,6 @@ func (c *Config) validate() error {
 		if err := checkDatabaseURL(c.DatabaseURL); err != nil {
 			errs = append(errs, err)
 		}
-		if c.TokenKey == nil && !c.DatabasePlaintextTokens {
-			errs = append(errs, errors.New("SYNCER_TOKEN_KEY_FILE: required with SYNCER_DATABASE_URL: tokens in a shared server reach its backups, replicas and superusers, so they are sealed (make a key with: head -c 32 /dev/urandom | xxd -p -c 64 > token.key; every instance needs the same one), or set SYNCER_DATABASE_PLAINTEXT_TOKENS=true"))
-		}
 		if c.DatabaseLease < 5*time.Second {
 			errs = append(errs, fmt.Errorf("SYNCER_DATABASE_LEASE: %s is too short (at least 5s; try \"1m\")", c.DatabaseLease))
 		}

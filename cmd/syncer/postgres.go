@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/syncerhq/syncer/store"
 	"github.com/syncerhq/syncer/store/pgstore"
@@ -76,24 +75,24 @@ func (a *app) openPostgres(ctx context.Context) (*pgstore.Store, error) {
 }
 
 // queryPostgres runs a read-only query for `syncer query`: a READ ONLY
-// transaction, so a write is refused by the server whatever the role may
-// do. close ends it.
+// transaction on a connection of its own (no migration, no vault, no key),
+// so the reporting role's URL works too. close ends it.
 func (a *app) queryPostgres(ctx context.Context, query string) (rows *sql.Rows, close func(), err error) {
-	st, err := a.openPostgres(ctx)
+	db, err := pgstore.OpenReader(ctx, a.cfg.DatabaseURL)
+	if errors.Is(err, pgstore.ErrConfig) {
+		return nil, nil, fmt.Errorf("%w: %s", errConfig, strings.TrimPrefix(err.Error(), pgstore.ErrConfig.Error()+": "))
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	db := stdlib.OpenDBFromPool(st.Pool())
 	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		db.Close()
-		st.Close()
 		return nil, nil, err
 	}
 	closeAll := func() {
 		_ = tx.Rollback()
 		db.Close()
-		st.Close()
 	}
 	rows, err = tx.QueryContext(ctx, query)
 	if err != nil {

@@ -332,7 +332,11 @@ func TestPostgresConfigurationErrorsExit2WithoutThePassword(t *testing.T) {
 		{[]string{"SYNCER_DATABASE_URL=postgres://u:hunter2-pw@127.0.0.1:1/db", "SYNCER_TOKEN_KEY_FILE=" + key, "SYNCER_DATABASE_LEASE=1s"}, "SYNCER_DATABASE_LEASE"},
 	} {
 		w.env = c.env
-		for _, args := range [][]string{{"-once"}, {"status"}, {"query", "SELECT 1"}} {
+		cmds := [][]string{{"-once"}, {"status"}, {"query", "SELECT 1"}}
+		if strings.Contains(c.want, "KEY") {
+			cmds = cmds[:2] // query needs no key
+		}
+		for _, args := range cmds {
 			res := w.run("", args...)
 			if res.code != 2 || !strings.Contains(res.stderr, c.want) || strings.Contains(res.stdout+res.stderr, "hunter2") {
 				t.Errorf("%v %v: want exit 2 naming %q without the password, got:\n%s", c.env, args, c.want, res)
@@ -377,7 +381,26 @@ func TestPostgresQueryIsReadOnlyAndStatusWorks(t *testing.T) {
 	if n := pgInt(t, dbURL, "SELECT count(*) FROM connection"); n != 1 {
 		t.Fatalf("%d connections after the refused writes, want 1", n)
 	}
-	res := w.mustRun(0, "", "status", "-json")
+	// The reporting role, with docs/postgres.md's grants, queries the
+	// views through syncer query (no key needed) and is refused the vault.
+	admin := pgtest.AdminURL(t, dbURL)
+	role := fmt.Sprintf("rep_%d", time.Now().UnixNano()%1_000_000_000)
+	pgtest.Exec(t, admin, "CREATE ROLE "+role+" LOGIN PASSWORD 'rep-pw'")
+	t.Cleanup(func() { pgtest.Exec(t, admin, "DROP OWNED BY "+role+"; DROP ROLE "+role) })
+	grants, err := os.ReadFile(filepath.Join("..", "..", "store", "pgstore", "grants.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Exec(t, dbURL, strings.ReplaceAll(string(grants), "syncer_reporting", role))
+	rep := &world{t: t, sb: w.sb, dataDir: w.dataDir, env: []string{"SYNCER_DATABASE_URL=" + pgtest.WithUser(dbURL, role, "rep-pw")}}
+	if got := rep.csvQuery("SELECT connection, cash_cents FROM latest_estateguru_portfolios"); got != "connection,cash_cents\neg,4887290014\n" {
+		t.Fatalf("the reporting role's query = %q", got)
+	}
+	res := rep.mustRun(1, "", "query", "SELECT refresh_token FROM vault.token")
+	if !strings.Contains(res.stderr, "permission denied") {
+		t.Fatalf("the reporting role reading the vault: want permission denied:\n%s", res)
+	}
+	res = w.mustRun(0, "", "status", "-json")
 	if !strings.Contains(res.stdout, `"name": "eg"`) {
 		t.Fatalf("status:\n%s", res)
 	}

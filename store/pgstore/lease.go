@@ -36,17 +36,15 @@ var _ sync.Claimer = (*Store)(nil)
 var ErrLeaseLost = errors.New("this instance's claim on the connection lapsed")
 
 type claim struct {
-	s        *Store
-	connID   int64
-	fence    int64
-	period   string // "" for LockConnection's claims
-	stop     chan struct{}
-	done     chan struct{}
-	once     stdsync.Once
-	mu       stdsync.Mutex
-	renewed  time.Time // local clock at the last successful renewal
-	lost     bool
-	renewErr error
+	s      *Store
+	connID int64
+	fence  int64
+	period string // "" for LockConnection's claims
+	stop   chan struct{}
+	done   chan struct{}
+	once   stdsync.Once
+	mu     stdsync.Mutex
+	lost   bool // a renewal found the lease another's
 }
 
 // ClaimConnection claims the connection's turn for this instance, or fails
@@ -125,7 +123,7 @@ func (s *Store) tryClaim(ctx context.Context, connID int64, period string, anew 
 	if err != nil {
 		return nil, dbError("claim connection", err, "")
 	}
-	c := &claim{s: s, connID: connID, fence: fence, period: period, stop: make(chan struct{}), done: make(chan struct{}), renewed: time.Now()}
+	c := &claim{s: s, connID: connID, fence: fence, period: period, stop: make(chan struct{}), done: make(chan struct{})}
 	s.mu.Lock()
 	s.claims[connID] = c
 	s.mu.Unlock()
@@ -154,19 +152,12 @@ func (c *claim) renewLoop() {
 		tag, err := c.s.pool.Exec(ctx, `UPDATE connection_lease SET expires_at = now() + $3::interval
 			WHERE connection_id = $1 AND holder = $2 AND fence = $4`, c.connID, c.s.instance, c.s.lease, c.fence)
 		cancel()
-		c.mu.Lock()
-		switch {
-		case err != nil:
-			c.renewErr = err
-		case tag.RowsAffected() == 0:
+		// A failed renewal is tried again at the next tick; Valid asks the
+		// server before any refresh in any case.
+		if err == nil && tag.RowsAffected() == 0 {
+			c.mu.Lock()
 			c.lost = true
-		default:
-			c.renewed = time.Now()
-			c.renewErr = nil
-		}
-		lost := c.lost
-		c.mu.Unlock()
-		if lost {
+			c.mu.Unlock()
 			return
 		}
 	}

@@ -16,6 +16,7 @@ package pgstore
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -31,6 +32,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/syncerhq/syncer/store"
 )
@@ -105,7 +107,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	// of anything the server formats, and sort as SQLite does.
 	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
 	if opts.TokenKey == nil && !opts.PlaintextTokens {
-		return nil, fmt.Errorf("%w: SYNCER_TOKEN_KEY_FILE: a token key is required with PostgreSQL (tokens in a shared server reach its backups, replicas and superusers); make one with: head -c 32 /dev/urandom | xxd -p -c 64 > token.key, or set SYNCER_DATABASE_PLAINTEXT_TOKENS=true to store them unsealed", ErrConfig)
+		return nil, fmt.Errorf("%w: SYNCER_TOKEN_KEY_FILE: required with SYNCER_DATABASE_URL: tokens in a shared server reach its backups, replicas and superusers, so they are sealed (make a key with: head -c 32 /dev/urandom | xxd -p -c 64 > token.key; every instance needs the same one), or set SYNCER_DATABASE_PLAINTEXT_TOKENS=true", ErrConfig)
 	}
 	s := &Store{instance: opts.Instance, lease: opts.Lease, Now: time.Now, generation: map[int64]int64{}, claims: map[int64]*claim{}}
 	if s.instance == "" {
@@ -139,6 +141,28 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		return nil, err
 	}
 	return s, nil
+}
+
+// OpenReader connects for reading only: no migration, no vault, no key, so
+// any role with the reporting grants may use it (`syncer query`). Every
+// transaction of the returned pool is READ ONLY by default; `syncer query`
+// also begins its own as READ ONLY.
+func OpenReader(ctx context.Context, databaseURL string) (*sql.DB, error) {
+	cfg, err := pgx.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: SYNCER_DATABASE_URL: %s", ErrConfig, redact(err.Error(), databaseURL))
+	}
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["application_name"] = "syncer query"
+	cfg.RuntimeParams["default_transaction_read_only"] = "on"
+	db := stdlib.OpenDB(*cfg)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, dbError("connect to", err, databaseURL)
+	}
+	return db, nil
 }
 
 // DefaultInstance is hostname:pid.

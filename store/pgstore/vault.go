@@ -159,19 +159,27 @@ func commitDurably(ctx context.Context, tx pgx.Tx) error {
 	return tx.Commit(ctx)
 }
 
-// CheckWritable makes one small durable write to the vault: the sync loop
-// calls it before a refresh, whose rotated token must be saved.
+// CheckWritable makes one small write to the vault: the sync loop calls it
+// before a refresh, whose rotated token must be saved, so a server that
+// takes no writes (read-only, a standby, out of disk, gone) fails the
+// connection before the provider is asked. One row per host, committed
+// without waiting for the flush: instances do not queue behind each other
+// here, and the token's own save is the durable one.
 func (s *Store) CheckWritable(ctx context.Context) error {
+	host, _, _ := strings.Cut(s.instance, ":")
 	tx, err := s.begin(ctx)
 	if err != nil {
 		return dbError("write check", err, "")
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `INSERT INTO vault.meta (key, value) VALUES ('write_check', $1)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, s.nowText()); err != nil {
+	if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit TO off"); err != nil {
 		return dbError("write check", err, "")
 	}
-	if err := commitDurably(ctx, tx); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO vault.meta (key, value) VALUES ($1, $2)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, "write_check:"+host, s.nowText()); err != nil {
+		return dbError("write check", err, "")
+	}
+	if err := tx.Commit(ctx); err != nil {
 		return dbError("write check", err, "")
 	}
 	return nil
