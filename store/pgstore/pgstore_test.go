@@ -261,3 +261,42 @@ func TestSnapshotsAndRuns(t *testing.T) {
 		t.Fatalf("sync_runs.instance = %q (%v), want host:42", inst, err)
 	}
 }
+
+// An instance whose lease ran out (a long pause, say) and was taken over
+// refreshes nothing and commits no snapshot: the fence stops it.
+func TestALapsedLeaseIsFenced(t *testing.T) {
+	dbURL := pgtest.URL(t)
+	ctx := context.Background()
+	a := open(t, dbURL, pgstore.Options{Instance: "a:1", Lease: 30 * time.Second})
+	b := open(t, dbURL, pgstore.Options{Instance: "b:2", Lease: 30 * time.Second})
+	c, err := a.Connect(ctx, "eg", "estateguru", "http://127.0.0.1:1", token("r1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	period := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	ca, err := a.ClaimConnection(ctx, c.ID, period, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Release(false)
+	// a stalls past its lease; b takes the connection over.
+	pgtest.Exec(t, dbURL, "UPDATE connection_lease SET expires_at = now() - interval '1 second'")
+	cb, err := b.ClaimConnection(ctx, c.ID, period, false)
+	if err != nil {
+		t.Fatalf("claim of an expired lease: %v", err)
+	}
+	defer cb.Release(false)
+	if err := ca.Valid(ctx); !errors.Is(err, pgstore.ErrLeaseLost) {
+		t.Fatalf("Valid of a lapsed lease: err = %v, want ErrLeaseLost", err)
+	}
+	err = a.SaveEstateGuru(ctx, c.ID, period, period, store.EstateGuruSnapshot{Raw: []byte(`{}`)})
+	if !errors.Is(err, pgstore.ErrLeaseLost) {
+		t.Fatalf("snapshot under a lapsed lease: err = %v, want ErrLeaseLost", err)
+	}
+	if err := b.SaveEstateGuru(ctx, c.ID, period, period, store.EstateGuruSnapshot{Raw: []byte(`{}`)}); err != nil {
+		t.Fatalf("snapshot of the new holder: %v", err)
+	}
+	if err := cb.Valid(ctx); err != nil {
+		t.Fatalf("Valid of the new holder: %v", err)
+	}
+}
