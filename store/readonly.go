@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -33,6 +35,10 @@ func openReadOnly(ctx context.Context, dir string, pragmas ...string) (*sql.DB, 
 	}
 	var n int
 	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+		db.Close()
+		return nil, fileError(path, "open", err)
+	}
+	if err := checkOpened(ctx, db, path); err != nil {
 		db.Close()
 		return nil, fileError(path, "open", err)
 	}
@@ -87,45 +93,54 @@ func (r *Reader) Close() error {
 // access: a member of the reporting group can take one. The copy is
 // compact (no free pages, no WAL) and mode 0640. tokens.db is never copied:
 // back it up separately, and keep that copy as secret as the original.
+//
+// The copy is made in a private directory (0700) beside path, then linked
+// to path, which never replaces anything: nothing is ever written through
+// path itself, so a link someone swaps in there cannot redirect the copy.
 func Backup(ctx context.Context, dir, path string) (size int64, err error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return 0, fmt.Errorf("backup: %s: %w", path, err)
 	}
-	// Create the file first, exclusively: it is born 0640 whatever the
-	// umask, and an existing file is never overwritten. VACUUM INTO accepts
-	// an empty file.
-	f, err := os.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-	if errors.Is(err, os.ErrExist) {
+	if _, err := os.Lstat(abs); err == nil {
 		return 0, fmt.Errorf("backup: %s already exists; choose a new file name", path)
 	}
+	tmpDir, err := os.MkdirTemp(filepath.Dir(abs), ".syncer-backup-")
 	if err != nil {
 		return 0, fileError(abs, "back up to", err)
 	}
-	f.Close()
-	defer func() {
-		if err != nil {
-			os.Remove(abs)
-		}
-	}()
-	if err := os.Chmod(abs, 0o640); err != nil {
-		return 0, fileError(abs, "back up to", err)
-	}
+	defer os.RemoveAll(tmpDir)
+	tmp := filepath.Join(tmpDir, "snapshots.db")
 	db, err := openReadOnly(ctx, dir, "busy_timeout(5000)")
 	if err != nil {
 		return 0, err
 	}
 	defer db.Close()
-	// A plain path, never a URI: abs starts with "/", so a name such as
+	// A plain path, never a URI: tmp starts with "/", so a name such as
 	// "file:x?mode=memory" cannot turn into something else.
-	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", abs); err != nil {
+	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", tmp); err != nil {
 		return 0, fileError(abs, "back up to", err)
 	}
-	if err := checkCopy(ctx, abs); err != nil {
+	f, err := os.OpenFile(tmp, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return 0, fileError(abs, "back up to", err)
+	}
+	defer f.Close()
+	if err := f.Chmod(0o640); err != nil {
+		return 0, fileError(abs, "back up to", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return 0, fileError(abs, "back up to", err)
+	}
+	if err := checkCopy(ctx, tmp); err != nil {
 		return 0, err
 	}
-	st, err := os.Stat(abs)
-	if err != nil {
+	// link(2) fails if path exists, whatever is there, link or not.
+	if err := os.Link(tmp, abs); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return 0, fmt.Errorf("backup: %s already exists; choose a new file name", path)
+		}
 		return 0, fileError(abs, "back up to", err)
 	}
 	return st.Size(), nil
@@ -147,4 +162,40 @@ func checkCopy(ctx context.Context, path string) error {
 		return fmt.Errorf("backup: %s failed its check: %s", path, res)
 	}
 	return nil
+}
+
+// ReadConnections lists the connections from the data directory's
+// snapshots.db opened read-only: it needs read access to that file alone (a
+// member of the reporting group), never writes, never migrates, and never
+// creates the directory or a database. A database of an older schema is
+// read as it is.
+func ReadConnections(ctx context.Context, dir string) ([]Connection, error) {
+	db, err := OpenReports(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	path := filepath.Join(dir, SnapshotsFile)
+	var hasSince int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info('connection') WHERE name = 'state_since'").Scan(&hasSince); err != nil {
+		return nil, fileError(path, "read", err)
+	}
+	cols := connectionColumns
+	if hasSince == 0 {
+		cols = strings.Replace(cols, "state_since", "NULL", 1)
+	}
+	rows, err := db.QueryContext(ctx, "SELECT "+cols+" FROM connection ORDER BY name")
+	if err != nil {
+		return nil, fileError(path, "read", err)
+	}
+	defer rows.Close()
+	var out []Connection
+	for rows.Next() {
+		c, err := scanConnection(rows)
+		if err != nil {
+			return nil, fileError(path, "read", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }

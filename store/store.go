@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	syncer "github.com/syncerhq/syncer"
@@ -46,6 +47,36 @@ type Store struct {
 
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+
+	rows rowCounter
+}
+
+// rowCounter counts the snapshot rows committed, by provider.
+type rowCounter struct {
+	mu sync.Mutex
+	n  map[string]int64
+}
+
+func (r *rowCounter) add(provider string, n int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == nil {
+		r.n = map[string]int64{}
+	}
+	r.n[provider] += n
+}
+
+// RowsWritten returns how many snapshot rows (a snapshot row and its
+// companies or investments) this Store has committed since it was opened,
+// by provider.
+func (s *Store) RowsWritten() map[string]int64 {
+	s.rows.mu.Lock()
+	defer s.rows.mu.Unlock()
+	out := make(map[string]int64, len(s.rows.n))
+	for k, v := range s.rows.n {
+		out[k] = v
+	}
+	return out
 }
 
 // Options tune Open.
@@ -64,8 +95,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 10 * time.Second
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("store: create data directory %s: %w", dir, err)
+	if err := checkDataDir(dir); err != nil {
+		return nil, err
 	}
 	s := &Store{dir: dir, Now: time.Now}
 	var err error
@@ -153,7 +184,35 @@ func DSN(path string, pragmas []string, extra url.Values) string {
 			q.Add(k, v)
 		}
 	}
-	return "file:" + path + "?" + q.Encode()
+	return "file:" + escapePath(path) + "?" + q.Encode()
+}
+
+// escapePath makes a file path safe inside a file: URI: "%", "?" and "#"
+// (and anything else a URI path cannot hold) are percent-encoded, which
+// SQLite decodes, so SYNCER_DATA_DIR=/srv/a%41 or /srv/a#b opens the file
+// it names, not another. A leading "//" would read as an authority, so the
+// path is cleaned first.
+func escapePath(path string) string {
+	return (&url.URL{Path: filepath.Clean(path)}).EscapedPath()
+}
+
+// checkOpened asks SQLite which file it opened (PRAGMA database_list) and
+// fails unless it is the one at path.
+func checkOpened(ctx context.Context, db *sql.DB, path string) error {
+	var seq int
+	var name, file string
+	if err := db.QueryRowContext(ctx, "PRAGMA database_list").Scan(&seq, &name, &file); err != nil {
+		return err
+	}
+	want, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	got, err := os.Stat(file)
+	if err != nil || !os.SameFile(got, want) {
+		return fmt.Errorf("SQLite opened %q, not the file meant", file)
+	}
+	return nil
 }
 
 // snapshotsPageSize is the page size a new snapshots.db is created with.
@@ -183,17 +242,10 @@ type dbOptions struct {
 func openDB(ctx context.Context, path string, o dbOptions) (*sql.DB, error) {
 	// Create the file ourselves so it is born with the right mode whatever
 	// the umask; SQLite gives the -wal and -shm files the same mode.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, o.mode)
+	// It is opened without following a link and checked (trust.go).
+	fi, err := openDataFile(path, o.mode)
 	if err != nil {
-		return nil, fileError(path, "open", err)
-	}
-	fi, err := f.Stat()
-	f.Close()
-	if err != nil {
-		return nil, fileError(path, "open", err)
-	}
-	if err := os.Chmod(path, o.mode); err != nil {
-		return nil, fileError(path, "set mode on", err)
+		return nil, err
 	}
 	if fi.Size() == 0 && o.newPageSize > 0 {
 		if err := initPageSize(ctx, path, o.newPageSize, o.busy); err != nil {
@@ -215,6 +267,10 @@ func openDB(ctx context.Context, path string, o dbOptions) (*sql.DB, error) {
 	}
 	db := sql.OpenDB(connector)
 	if err := checkPragmas(ctx, db, o.synchronous); err != nil {
+		db.Close()
+		return nil, fileError(path, "open", err)
+	}
+	if err := checkOpened(ctx, db, path); err != nil {
 		db.Close()
 		return nil, fileError(path, "open", err)
 	}
@@ -309,6 +365,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	if version == syncer.SchemaVersion {
 		return nil
 	}
+	if err := addColumns(ctx, tx); err != nil {
+		return fileError(path, "migrate", err)
+	}
 	if _, err := tx.ExecContext(ctx, syncer.Schema); err != nil {
 		return fileError(path, "migrate", err)
 	}
@@ -317,6 +376,36 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fileError(path, "migrate", err)
+	}
+	return nil
+}
+
+// addColumns adds the columns of syncer.AddedColumns that an existing table
+// lacks (a new database gets them from schema.sql). A connection whose state
+// is not active gets its last update as the time its state began.
+func addColumns(ctx context.Context, tx *writeTx) error {
+	for _, c := range syncer.AddedColumns {
+		var tableExists, has int
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", c.Table).Scan(&tableExists); err != nil {
+			return err
+		}
+		if tableExists == 0 {
+			continue
+		}
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info(?) WHERE name = ?", c.Table, c.Column).Scan(&has); err != nil {
+			return err
+		}
+		if has > 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", c.Table, c.Column, c.Decl)); err != nil {
+			return err
+		}
+		if c.Table == "connection" && c.Column == "state_since" {
+			if _, err := tx.ExecContext(ctx, "UPDATE connection SET state_since = updated_at WHERE state <> 'active'"); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

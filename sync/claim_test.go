@@ -72,7 +72,7 @@ func TestClaimerSkipsAnotherInstancesConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.OK != 1 || sum.Skipped != 1 || sum.Failed != 0 || sum.Status != store.RunOK {
+	if sum.OK != 1 || sum.SkippedElsewhere != 1 || sum.Failed != 0 || sum.Status != store.RunOK {
 		t.Fatalf("summary = %+v, want 1 ok, 1 skipped, status ok", sum)
 	}
 	if got := cs.released; len(got) != 1 || !got[1] {
@@ -92,7 +92,7 @@ func TestClaimerSkipsAnotherInstancesConnections(t *testing.T) {
 
 	// Named, it is claimed anew (and synced: here it fails, since the
 	// fake provider's one valid token went to "a").
-	if sum, err := s.Run(ctx, TriggerOnce, []string{"b"}); err != nil || sum.Skipped != 0 {
+	if sum, err := s.Run(ctx, TriggerOnce, []string{"b"}); err != nil || sum.SkippedElsewhere != 0 {
 		t.Fatalf("named run: %+v, %v; want nothing skipped", sum, err)
 	}
 	if got := cs.named[len(cs.named)-1]; !got || cs.claimed[len(cs.claimed)-1] != 2 {
@@ -124,5 +124,38 @@ func TestALapsedClaimRefreshesNothing(t *testing.T) {
 	}
 	if synced, ok := cs.released[1]; !ok || synced {
 		t.Fatalf("released = %v, want released as not synced", cs.released)
+	}
+}
+
+// TestClaimSkipsAndReauthSkipsAreCountedApart: a connection another
+// instance synced in this period (SkippedElsewhere) is no failure and no
+// result; one that needs re-login (Skipped) is recorded as skipped and makes
+// the run partial, not failed, since the other connection is synced.
+func TestClaimSkipsAndReauthSkipsAreCountedApart(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, name := range []string{"a", "b"} {
+		if _, err := st.Connect(ctx, name, estateguru.Name, "https://estateguru.invalid", provider.Token{Refresh: "refresh-0"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.SetState(ctx, 2, store.StateReauthRequired, "refused"); err != nil {
+		t.Fatal(err)
+	}
+	cs := &claimingStore{Store: st, others: map[int64]bool{1: true}, released: map[int64]bool{}}
+	s := newTestSyncer(cs, &rotatingEstateGuru{valid: "refresh-0"}, &logBuffer{})
+	sum, err := s.Run(ctx, TriggerSchedule, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.OK != 0 || sum.SkippedElsewhere != 1 || sum.Skipped != 1 || sum.NeedsReauth != 1 || sum.Status != store.RunPartial {
+		t.Fatalf("summary = %+v, want 1 skipped elsewhere, 1 skipped (re-login), partial", sum)
+	}
+	if len(sum.Results) != 1 || sum.Results[0].Connection != "b" || sum.Results[0].Status != store.ResultSkipped {
+		t.Fatalf("results = %+v, want only b, skipped", sum.Results)
 	}
 }

@@ -52,6 +52,9 @@ type Store interface {
 	StartRun(ctx context.Context, trigger string) (int64, error)
 	RecordResult(ctx context.Context, runID, connID int64, status, errText string, started, finished time.Time) error
 	FinishRun(ctx context.Context, runID int64, status string, ok, failed int) error
+	// RecordRunAttention records the run's connections not attempted
+	// (they need re-login) and those whose refresh token dies soon.
+	RecordRunAttention(ctx context.Context, runID int64, skipped, warned int) error
 }
 
 var _ Store = (*store.Store)(nil)
@@ -124,6 +127,12 @@ type Syncer struct {
 	// an interrupted run calls it too): housekeeping such as retention and
 	// WAL checkpoints. It cannot fail the run; it logs its own errors.
 	AfterRun func(ctx context.Context, sum Summary)
+	// RefreshWarn: a connection whose refresh token dies within it is
+	// logged at WARN after every run and makes the run partial (0: never).
+	RefreshWarn time.Duration
+	// Observer, if set, hears of every run's start and end (after
+	// AfterRun): metrics, pings, notifications.
+	Observer Observer
 
 	// unsaved holds refreshed tokens whose save failed (the disk filled
 	// between the write check and the save, say), by connection. The
@@ -160,17 +169,64 @@ func (s *Syncer) takeUnsaved(connID int64) (unsavedToken, bool) {
 	return u, ok
 }
 
+// Observer hears what runs do. Its methods are called on the run's
+// goroutine and must return soon; they cannot fail the run.
+type Observer interface {
+	RunStarted(ctx context.Context, runID int64, trigger string)
+	RunFinished(ctx context.Context, sum Summary)
+}
+
+// Result is one connection's outcome in a run.
+type Result struct {
+	Connection string
+	Provider   string
+	// Status is store.ResultOK, ResultFailed or ResultSkipped (not
+	// attempted: it needs re-login, or the run was interrupted).
+	Status string
+	// Error is the scrubbed error, or why it was skipped.
+	Error       string
+	NeedsReauth bool
+}
+
+// Attention is a connection a person must act on, as a run saw it.
+type Attention struct {
+	Connection string
+	Provider   string
+	// Reauth: it needs re-login (since Since). Otherwise its refresh token
+	// dies at RefreshExpiresAt, within the warning window.
+	Reauth           bool
+	Since            time.Time
+	RefreshExpiresAt time.Time
+	// Fix is the command that fixes it.
+	Fix string
+}
+
 // Summary is a run's outcome.
 type Summary struct {
-	RunID  int64
-	Status string
-	OK     int
-	Failed int
+	RunID    int64
+	Trigger  string
+	Started  time.Time
+	Finished time.Time
+	Status   string
+	OK       int
+	Failed   int
+	// Skipped counts connections not attempted because they need re-login.
+	Skipped int
+	// RefreshWarned counts connections whose refresh token dies within
+	// Syncer.RefreshWarn.
+	RefreshWarned int
+	// Results has one entry per connection the run attempted or skipped.
+	Results []Result
+	// Attention lists the connections that need a person, after the run.
+	Attention []Attention
 	// Interrupted counts connections stopped by a shutdown: neither
 	// synced nor failed.
 	Interrupted int
-	// Skipped counts connections left to another instance (Claimer).
-	Skipped int
+	// SkippedElsewhere counts connections left to another instance
+	// (Claimer: it holds them, or synced them in this period). They are
+	// neither results nor attention: no sync_results row, no effect on
+	// Status.
+	SkippedElsewhere int
 	// NeedsReauth counts connections a person must re-connect, whether they
 	// failed in this run or were already waiting.
 	NeedsReauth int
@@ -178,7 +234,21 @@ type Summary struct {
 
 // NeedsAttention reports whether a person should look: a connection failed
 // or waits for a re-connect.
-func (s Summary) NeedsAttention() bool { return s.Failed > 0 || s.NeedsReauth > 0 }
+func (s Summary) NeedsAttention() bool {
+	return s.Failed > 0 || s.NeedsReauth > 0 || s.RefreshWarned > 0
+}
+
+// ReconnectCommand is the command that brings a connection back after its
+// provider refused the stored login.
+func ReconnectCommand(c store.Connection) string {
+	switch c.Provider {
+	case everreal.Name:
+		return fmt.Sprintf("syncer connect everreal -name %s -url %s -username EMAIL", c.Name, c.BaseURL)
+	case estateguru.Name:
+		return fmt.Sprintf("syncer connect estateguru -name %s -url %s", c.Name, c.BaseURL)
+	}
+	return fmt.Sprintf("syncer connect %s -name %s", c.Provider, c.Name)
+}
 
 // ErrNoConnection is returned when a -connection name matches nothing.
 var ErrNoConnection = errors.New("no such connection")
@@ -201,9 +271,14 @@ func (s *Syncer) Run(ctx context.Context, trigger string, only []string) (sum Su
 		return sum, err
 	}
 	sum.RunID = runID
+	sum.Trigger = trigger
 	log := s.logger().With("run_id", runID, "trigger", trigger)
 	log.Info("sync started", "connections", len(selected))
 	started := s.now()
+	sum.Started = started
+	if s.Observer != nil {
+		s.Observer.RunStarted(ctx, runID, trigger)
+	}
 
 	// A panic outside a connection's own recovery still closes the run, so
 	// it never looks like it is going on; the scheduler's Recover logs it.
@@ -223,7 +298,24 @@ func (s *Syncer) Run(ctx context.Context, trigger string, only []string) (sum Su
 loop:
 	for _, c := range selected {
 		if c.State == store.StateReauthRequired {
+			// Not attempted: the provider refused its token. The history
+			// shows the gap, with the reason and the fix.
 			sum.NeedsReauth++
+			sum.Skipped++
+			why := "not attempted: needs re-login"
+			if !c.StateSince.IsZero() {
+				why += " since " + c.StateSince.Format(time.RFC3339)
+			}
+			why += "; run `" + ReconnectCommand(c) + "`"
+			now := s.now()
+			if err := s.Store.RecordResult(context.WithoutCancel(ctx), runID, c.ID, store.ResultSkipped, why, now, now); err != nil {
+				log.Error("recording the result failed", "connection", c.Name, "error", err)
+			}
+			mu.Lock()
+			sum.Results = append(sum.Results, Result{Connection: c.Name, Provider: c.Provider,
+				Status: store.ResultSkipped, Error: why, NeedsReauth: true})
+			mu.Unlock()
+			continue
 		}
 		if c.State != store.StateActive {
 			continue
@@ -241,45 +333,110 @@ loop:
 			res := s.syncConnection(ctx, runID, c, log, turn, len(only) > 0)
 			mu.Lock()
 			defer mu.Unlock()
+			if errors.Is(res, ErrSkip) {
+				// Another instance's turn: not this run's result.
+				sum.SkippedElsewhere++
+				return
+			}
+			r := Result{Connection: c.Name, Provider: c.Provider, Status: store.ResultOK}
 			var ie *interruptedError
 			switch {
 			case res == nil:
 				sum.OK++
-			case errors.Is(res, ErrSkip):
-				sum.Skipped++
 			case errors.As(res, &ie):
 				sum.Interrupted++
+				r.Status, r.Error = store.ResultSkipped, res.Error()
 			default:
 				sum.Failed++
+				r.Status, r.Error = store.ResultFailed, res.Error()
 				if provider.KindOf(res) == provider.KindReauth {
 					sum.NeedsReauth++
+					r.NeedsReauth = true
 				}
 			}
+			sum.Results = append(sum.Results, r)
 		}(c)
 	}
 	wg.Wait()
 
+	s.attention(context.WithoutCancel(ctx), &sum, selected, log)
 	switch {
 	case ctx.Err() != nil:
 		sum.Status = store.RunInterrupted
-	case sum.Failed == 0:
+	case sum.Failed == 0 && sum.Skipped == 0 && sum.RefreshWarned == 0:
 		sum.Status = store.RunOK
-	case sum.OK == 0:
+	case sum.OK+sum.SkippedElsewhere == 0 && sum.Failed+sum.Skipped > 0:
+		// None synced, here or (in this period) by another instance.
 		sum.Status = store.RunFailed
 	default:
+		// Something synced, but not everything is well: a connection
+		// failed, needs re-login, or its refresh token dies soon.
 		sum.Status = store.RunPartial
 	}
 	// The run's record is written even when ctx was cancelled: an
 	// interrupted run must say so, with its finished_at.
+	if err := s.Store.RecordRunAttention(context.WithoutCancel(ctx), runID, sum.Skipped, sum.RefreshWarned); err != nil {
+		return sum, err
+	}
 	if err := s.Store.FinishRun(context.WithoutCancel(ctx), runID, sum.Status, sum.OK, sum.Failed); err != nil {
 		return sum, err
 	}
-	log.Info("sync finished", "status", sum.Status, "ok", sum.OK, "failed", sum.Failed,
-		"needs_reauth", sum.NeedsReauth, "skipped", sum.Skipped, "duration", s.now().Sub(started).Round(time.Millisecond))
+	sum.Finished = s.now()
+	level := slog.LevelInfo
+	if sum.Status != store.RunOK {
+		level = slog.LevelWarn
+	}
+	log.Log(ctx, level, "sync finished", "status", sum.Status, "ok", sum.OK, "failed", sum.Failed,
+		"needs_reauth", sum.NeedsReauth, "skipped", sum.Skipped, "refresh_expiring", sum.RefreshWarned,
+		"skipped_elsewhere", sum.SkippedElsewhere,
+		"duration", sum.Finished.Sub(started).Round(time.Millisecond))
 	if s.AfterRun != nil {
 		s.AfterRun(ctx, sum)
 	}
+	if s.Observer != nil {
+		s.Observer.RunFinished(ctx, sum)
+	}
 	return sum, nil
+}
+
+// attention logs at WARN, after every run, each selected connection that
+// needs re-login and each whose refresh token dies within RefreshWarn, with
+// the command that fixes it, and lists them in the summary. It reads the
+// connections again: the run may have refreshed a token or met a refusal.
+func (s *Syncer) attention(ctx context.Context, sum *Summary, selected []store.Connection, log *slog.Logger) {
+	conns, err := s.Store.Connections(ctx)
+	if err != nil {
+		log.Error("reading the connections after the run failed", "error", err)
+		conns = selected
+	}
+	want := make(map[int64]bool, len(selected))
+	for _, c := range selected {
+		want[c.ID] = true
+	}
+	now := s.now()
+	for _, c := range conns {
+		if !want[c.ID] {
+			continue
+		}
+		switch {
+		case c.State == store.StateReauthRequired:
+			a := Attention{Connection: c.Name, Provider: c.Provider, Reauth: true, Since: c.StateSince, Fix: ReconnectCommand(c)}
+			sum.Attention = append(sum.Attention, a)
+			since := "unknown"
+			if !c.StateSince.IsZero() {
+				since = c.StateSince.Format(time.RFC3339)
+			}
+			log.Warn("connection needs re-login; it is not synced until then", "connection", c.Name,
+				"provider", c.Provider, "since", since, "fix", a.Fix)
+		case c.State == store.StateActive && s.RefreshWarn > 0 && !c.RefreshExpiresAt.IsZero() &&
+			c.RefreshExpiresAt.Sub(now) <= s.RefreshWarn:
+			a := Attention{Connection: c.Name, Provider: c.Provider, RefreshExpiresAt: c.RefreshExpiresAt, Fix: ReconnectCommand(c)}
+			sum.Attention = append(sum.Attention, a)
+			sum.RefreshWarned++
+			log.Warn("refresh token dies soon; re-connect before then", "connection", c.Name, "provider", c.Provider,
+				"refresh_expires_at", c.RefreshExpiresAt.Format(time.RFC3339), "fix", a.Fix)
+		}
+	}
 }
 
 func selectConnections(conns []store.Connection, only []string) ([]store.Connection, error) {
@@ -310,8 +467,10 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 	unlock := func() {}
 	defer func() {
 		if p := recover(); p != nil {
-			log.Error("internal error while syncing", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			err = fmt.Errorf("internal error: %v", p)
+			// A panic's value may quote a token: scrubbed like any error.
+			msg := provider.ScrubText(fmt.Sprint(p), secrets...)
+			log.Error("internal error while syncing", "panic", msg, "stack", string(debug.Stack()))
+			err = errors.New("internal error: " + msg)
 		}
 		if errors.Is(err, ErrSkip) {
 			// Another instance's turn: nothing held, nothing to record.
@@ -353,6 +512,11 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		return fmt.Errorf("%s: no tokens stored for this connection; run `syncer connect` or `syncer import` for it", c.Provider)
 	}
 	if err != nil {
+		return err
+	}
+	// Tokens go only where they were issued: never to a URL that someone
+	// who can write snapshots.db put there.
+	if err := checkBaseURL(c, stored.BaseURL); err != nil {
 		return err
 	}
 	if u, ok := s.takeUnsaved(c.ID); ok && u.replaces == stored.Token.Refresh {
@@ -410,9 +574,19 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		}
 		refreshed = true
 	}
+	// A raw answer is stored as received, but for this call's secrets: a
+	// provider that echoes the access token must not put it into
+	// snapshots.db, which the reporting group reads.
+	scrubRaw := func(raw []byte) []byte {
+		clean, n := provider.ScrubBytes(raw, secrets...)
+		if n > 0 {
+			log.Warn("the provider's answer holds this connection's secrets; they are stored as [REDACTED]", "count", n)
+		}
+		return clean
+	}
 	fetchAndSave := func() error {
 		fetchedAt := s.now()
-		save, err := conn.fetch(ctx, tok.Access)
+		save, err := conn.fetch(ctx, tok.Access, scrubRaw)
 		if err != nil {
 			return err
 		}
@@ -424,10 +598,14 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		return save(ctx, s.Store, c.ID, store.PeriodStart(fetchedAt, s.period()), fetchedAt)
 	}
 	err = fetchAndSave()
-	if provider.KindOf(err) == provider.KindInvalidToken && !refreshed {
-		// The access token died early (revoked, or the clock is off): one
-		// refresh, one retry.
-		log.Info("access token refused; refreshing and retrying once")
+	// A data call retried after 5xx answers can outlive a short-lived
+	// access token refreshed at the start of this run: its own expiry
+	// having passed, one more refresh is due.
+	expired := !tok.AccessExpiresAt.IsZero() && !s.now().Before(tok.AccessExpiresAt)
+	if provider.KindOf(err) == provider.KindInvalidToken && (!refreshed || expired) {
+		// The access token died early (revoked, or the clock is off), or
+		// expired during retries: one refresh, one retry.
+		log.Info("access token refused; refreshing and retrying once", "expired", expired)
 		if err := turn.toNetwork(ctx); err != nil {
 			return err
 		}
@@ -437,6 +615,24 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		err = fetchAndSave()
 	}
 	return err
+}
+
+// checkBaseURL refuses a connection whose base URL in snapshots.db breaks
+// the URL rule or differs from the one tokens.db holds beside its tokens.
+// Nothing is sent then; the state stays as it is, so putting the URL back
+// is enough, and a meant change is a re-connect.
+func checkBaseURL(c store.Connection, vaultURL string) error {
+	reconnect := fmt.Sprintf("if the provider really moved, re-connect: syncer connect %s -name %s -url URL (or syncer import)", c.Provider, c.Name)
+	if err := provider.CheckBaseURL(c.BaseURL); err != nil {
+		return fmt.Errorf("%s: refusing to sync: the base URL in snapshots.db breaks the URL rule: %v; nothing was sent; %s", c.Provider, err, reconnect)
+	}
+	if vaultURL == "" {
+		return fmt.Errorf("%s: refusing to sync: tokens.db does not say which URL these tokens belong to; nothing was sent; re-connect: syncer connect %s -name %s (or syncer import)", c.Provider, c.Provider, c.Name)
+	}
+	if c.BaseURL != vaultURL {
+		return fmt.Errorf("%s: refusing to sync: the base URL in snapshots.db (%q) is not the one the tokens were issued by (%q, in tokens.db); nothing was sent; set it back, or %s", c.Provider, c.BaseURL, vaultURL, reconnect)
+	}
+	return nil
 }
 
 // slots bound what a run does at once. network holds the connections
@@ -573,8 +769,9 @@ func withGrace(parent context.Context, grace time.Duration) (context.Context, co
 // boundConnection is a connection's provider calls, made uniform.
 type boundConnection struct {
 	refresh func(ctx context.Context, refresh provider.Secret) (provider.Token, error)
-	// fetch pulls the data and returns how to store it.
-	fetch func(ctx context.Context, access provider.Secret) (saveFunc, error)
+	// fetch pulls the data and returns how to store it; scrubRaw cleans
+	// the raw answer before it is stored.
+	fetch func(ctx context.Context, access provider.Secret, scrubRaw func([]byte) []byte) (saveFunc, error)
 }
 
 type saveFunc func(ctx context.Context, st Store, connID int64, period, fetchedAt time.Time) error
@@ -588,12 +785,13 @@ func (s *Syncer) bind(c store.Connection) (boundConnection, error) {
 		api := s.Clients.EverReal(c.BaseURL)
 		return boundConnection{
 			refresh: api.Refresh,
-			fetch: func(ctx context.Context, access provider.Secret) (saveFunc, error) {
+			fetch: func(ctx context.Context, access provider.Secret, scrubRaw func([]byte) []byte) (saveFunc, error) {
 				u, err := api.Me(ctx, access)
 				if err != nil {
 					return nil, err
 				}
 				snap := everRealSnapshot(u)
+				snap.Raw = scrubRaw(snap.Raw)
 				return func(ctx context.Context, st Store, id int64, period, at time.Time) error {
 					return st.SaveEverReal(ctx, id, period, at, snap)
 				}, nil
@@ -606,13 +804,13 @@ func (s *Syncer) bind(c store.Connection) (boundConnection, error) {
 		api := s.Clients.EstateGuru(c.BaseURL)
 		return boundConnection{
 			refresh: api.Refresh,
-			fetch: func(ctx context.Context, access provider.Secret) (saveFunc, error) {
+			fetch: func(ctx context.Context, access provider.Secret, scrubRaw func([]byte) []byte) (saveFunc, error) {
 				answer, err := api.FetchInvestments(ctx, access)
 				if err != nil {
 					return nil, err
 				}
 				return func(ctx context.Context, st Store, id int64, period, at time.Time) error {
-					return saveEstateGuru(ctx, st, id, period, at, answer)
+					return saveEstateGuru(ctx, st, id, period, at, answer, scrubRaw)
 				}, nil
 			},
 		}, nil
@@ -639,7 +837,7 @@ func everRealSnapshot(u *everreal.User) store.EverRealSnapshot {
 // the stream declines (an error answer, or anything unusual) is decoded in
 // full instead, which gives its error or its portfolio, and stored in a
 // second transaction; the first one, if it began, stored nothing.
-func saveEstateGuru(ctx context.Context, st Store, id int64, period, at time.Time, answer *estateguru.Answer) error {
+func saveEstateGuru(ctx context.Context, st Store, id int64, period, at time.Time, answer *estateguru.Answer, scrubRaw func([]byte) []byte) error {
 	stream := answer.Stream()
 	defer stream.Close()
 	currency, cash, ok, err := stream.Header(ctx)
@@ -647,7 +845,7 @@ func saveEstateGuru(ctx context.Context, st Store, id int64, period, at time.Tim
 		return err
 	}
 	if ok {
-		snap := store.EstateGuruSnapshot{Currency: currency, CashCents: cash, Raw: answer.Raw(),
+		snap := store.EstateGuruSnapshot{Currency: currency, CashCents: cash, Raw: scrubRaw(answer.Raw()),
 			Investments: converted(stream.Investments())}
 		err := st.SaveEstateGuru(ctx, id, period, at, snap)
 		if !errors.Is(err, estateguru.ErrNotStreamed) {
@@ -659,7 +857,7 @@ func saveEstateGuru(ctx context.Context, st Store, id int64, period, at time.Tim
 		return err
 	}
 	return st.SaveEstateGuru(ctx, id, period, at, store.EstateGuruSnapshot{
-		Currency: p.Currency, CashCents: p.CashCents, Raw: p.Raw,
+		Currency: p.Currency, CashCents: p.CashCents, Raw: scrubRaw(p.Raw),
 		Investments: converted(func(yield func(estateguru.Investment, error) bool) {
 			for _, inv := range p.Investments {
 				if !yield(inv, nil) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -246,10 +247,15 @@ func everRealWebLogin(e env, client *everreal.Client, username string, timeout t
 			return
 		}
 		q := r.URL.Query()
+		if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1 {
+			// Not the login we wait for: any local user or web page can
+			// send this. Refuse it and go on waiting for the real one.
+			http.Error(w, "syncer: this is not the login syncer is waiting for (different state value); ignored", http.StatusBadRequest)
+			fmt.Fprintln(e.stderr, "syncer: ignored a callback with a different state value (not this login); still waiting")
+			return
+		}
 		var res result
 		switch {
-		case q.Get("state") != state:
-			res.err = errors.New("everreal: the browser came back with a different state value; start again")
 		case q.Get("error") != "":
 			res.err = fmt.Errorf("everreal: login refused: %s %s", cleanParam(q.Get("error")), cleanParam(q.Get("error_description")))
 		case q.Get("code") == "":
@@ -360,7 +366,7 @@ func connectEstateGuru(e env, args []string) error {
 
 	// Without a registered redirect URL, listen on loopback so that an
 	// answer sending the person to a page can come back to us.
-	var callbacks chan url.Values
+	var callbacks chan callback
 	redirect := *redirectURL
 	if redirect == "" {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -368,18 +374,25 @@ func connectEstateGuru(e env, args []string) error {
 			return fmt.Errorf("opening a loopback listener for the redirect: %w", err)
 		}
 		redirect = fmt.Sprintf("http://%s/callback", ln.Addr())
-		callbacks = make(chan url.Values, 1)
+		callbacks = make(chan callback)
 		srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != "/callback" {
 				http.NotFound(w, r)
 				return
 			}
 			_ = r.ParseForm()
-			fmt.Fprintln(w, "syncer: received. You can close this window.")
+			// The waiting loop judges it and says what to answer.
+			cb := callback{form: r.Form, answer: make(chan error, 1)}
 			select {
-			case callbacks <- r.Form:
-			default:
+			case callbacks <- cb:
+			case <-r.Context().Done():
+				return
 			}
+			if err := <-cb.answer; err != nil {
+				http.Error(w, "syncer: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			fmt.Fprintln(w, "syncer: received. You can close this window.")
 		})}
 		go srv.Serve(ln)
 		defer shutdown(srv)
@@ -400,19 +413,38 @@ func connectEstateGuru(e env, args []string) error {
 		fmt.Fprintf(e.stdout, "Waiting up to %s...\n", *timeout)
 		ctx, cancel := context.WithTimeout(e.ctx, *timeout)
 		defer cancel()
-		select {
-		case <-ctx.Done():
-			if e.ctx.Err() != nil {
-				return e.ctx.Err()
-			}
-			return fmt.Errorf("estateguru: no approval arrived within %s (raise -timeout and try again)", *timeout)
-		case q := <-callbacks:
-			if tok, err = client.ParseCallback(q, auth.RequestID); err != nil {
-				return err
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				if e.ctx.Err() != nil {
+					return e.ctx.Err()
+				}
+				return fmt.Errorf("estateguru: no approval arrived within %s (raise -timeout and try again)", *timeout)
+			case cb := <-callbacks:
+				// A callback for another request (any local user or web
+				// page can send one) is refused, and the wait goes on.
+				if !estateguru.CallbackMatches(cb.form, auth.RequestID) {
+					cb.answer <- errors.New("this is not the approval syncer is waiting for (request id mismatch); ignored")
+					fmt.Fprintln(e.stderr, "syncer: ignored a callback for another request (request id mismatch); still waiting")
+					continue
+				}
+				tok, err = client.ParseCallback(cb.form, auth.RequestID)
+				cb.answer <- err
+				if err != nil {
+					return err
+				}
+				break wait
 			}
 		}
 	}
 	return saveConnection(e, a, *name, estateguru.Name, base, tok, false)
+}
+
+// callback is one request to the loopback listener, and the way to answer it.
+type callback struct {
+	form   url.Values
+	answer chan error // nil: accepted
 }
 
 // cmdImport stores a refresh token obtained elsewhere, read from stdin. The

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/syncerhq/syncer/store"
 )
@@ -17,6 +19,8 @@ import (
 func cmdQuery(e env, args []string) error {
 	fs := newFlagSet("query", e)
 	format := fs.String("format", "table", "table, csv or json")
+	timeout := fs.Duration("timeout", 30*time.Second, "stop the query after this long (its read transaction keeps the WAL from being truncated meanwhile); 0: no limit")
+	csvRaw := fs.Bool("csv-raw", false, "CSV cells exactly as stored: no quote put before a cell starting with = + - @ tab or CR (for programs, not spreadsheets)")
 	if err := parseFlags(fs, e, args); err != nil {
 		return err
 	}
@@ -24,6 +28,9 @@ func cmdQuery(e env, args []string) error {
 	case "table", "csv", "json":
 	default:
 		return usagef("query: -format %q: use table, csv or json", *format)
+	}
+	if *timeout < 0 {
+		return usagef("query: -timeout must not be negative (try 30s, or 0 for no limit)")
 	}
 	query := strings.Join(fs.Args(), " ")
 	if strings.TrimSpace(query) == "" {
@@ -45,28 +52,38 @@ func cmdQuery(e env, args []string) error {
 		return err
 	}
 	defer a.close()
+	// The deadline interrupts SQLite (sqlite3_interrupt) in the middle of a
+	// statement, and PostgreSQL through a cancel request: an endless
+	// recursive CTE ends, and with it the read transaction that kept the
+	// WAL from being checkpointed (or held back VACUUM).
+	ctx := e.ctx
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
 	var rows *sql.Rows
 	if a.cfg.usesPostgres() { // issue 16
-		r, done, err := a.queryPostgres(e.ctx, query)
+		r, done, err := a.queryPostgres(ctx, query)
 		if errors.Is(err, errConfig) {
 			return err
 		}
 		if err != nil {
-			return fmt.Errorf("query: %w", err)
+			return queryError(ctx, *timeout, err)
 		}
 		defer done()
 		rows = r
 	} else {
-		r, err := store.OpenReader(e.ctx, a.cfg.DataDir)
+		r, err := store.OpenReader(ctx, a.cfg.DataDir)
 		if err != nil {
 			return err
 		}
 		defer r.Close()
 		// SQLite's own message, unedited: it names the table, column or token
 		// that is wrong, and a refused write says "readonly database".
-		rows, err = r.Query(e.ctx, query)
+		rows, err = r.Query(ctx, query)
 		if err != nil {
-			return fmt.Errorf("query: %v", err)
+			return queryError(ctx, *timeout, err)
 		}
 	}
 	defer rows.Close()
@@ -77,13 +94,27 @@ func cmdQuery(e env, args []string) error {
 	var w rowWriter
 	switch *format {
 	case "csv":
-		w = &csvWriter{w: bufio.NewWriter(e.stdout)}
+		w = &csvWriter{w: bufio.NewWriter(e.stdout), raw: *csvRaw}
 	case "json":
 		w = &jsonWriter{w: e.stdout}
 	default:
 		w = &tableWriter{w: newTabWriter(e.stdout)}
 	}
-	return writeRows(rows, cols, w)
+	if err := writeRows(rows, cols, w); err != nil {
+		return queryError(ctx, *timeout, err)
+	}
+	return nil
+}
+
+// queryError explains a query stopped by its -timeout.
+func queryError(ctx context.Context, timeout time.Duration, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("query: stopped after %s (-timeout; raise it, or 0 for no limit)", timeout)
+	}
+	if strings.HasPrefix(err.Error(), "query: ") {
+		return err
+	}
+	return fmt.Errorf("query: %v", err)
 }
 
 // writeRows streams every row of rows through w.
@@ -148,11 +179,43 @@ func (t *tableWriter) header(cols []string) error {
 func (t *tableWriter) row(_ []string, vals []any) error {
 	cells := make([]string, len(vals))
 	for i, v := range vals {
-		// Tabs and newlines would break the alignment.
-		cells[i] = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(text(v))
+		cells[i] = visible(text(v))
 	}
 	_, err := fmt.Fprintln(t.w, strings.Join(cells, "\t"))
 	return err
+}
+
+// visible shows control characters as escapes (\t, \n, \x1b, \u202e): a
+// provider's text must not move the cursor, recolour or retitle the
+// terminal, or reorder what is shown (bidi controls); tabs and newlines
+// would also break the alignment.
+func visible(s string) string {
+	if strings.IndexFunc(s, isControl) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case !isControl(r):
+			b.WriteRune(r)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool {
+	return r < 0x20 || (r >= 0x7f && r < 0xa0) || r == 0xfffd ||
+		(r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) || r == 0x200e || r == 0x200f || r == 0x061c
 }
 
 func (t *tableWriter) end() error { return t.w.Flush() }
@@ -161,16 +224,42 @@ func (t *tableWriter) end() error { return t.w.Flush() }
 // a quote, CR or LF is quoted, its quotes doubled. Unlike encoding/csv with
 // UseCRLF, a newline inside a value is written as it is, not turned into
 // CRLF: the value read back is the value stored.
-type csvWriter struct{ w *bufio.Writer }
+//
+// Unless raw, a text cell starting with = + - @ tab or CR gets a leading
+// single quote: a spreadsheet would otherwise run it as a formula
+// (=HYPERLINK(...) in a name a provider sent). Numbers are written as they
+// are.
+type csvWriter struct {
+	w   *bufio.Writer
+	raw bool
+}
 
-func (c *csvWriter) header(cols []string) error { return c.record(cols) }
+func (c *csvWriter) header(cols []string) error {
+	rec := make([]string, len(cols))
+	for i, col := range cols {
+		rec[i] = c.neutral(col)
+	}
+	return c.record(rec)
+}
 
 func (c *csvWriter) row(_ []string, vals []any) error {
 	rec := make([]string, len(vals))
 	for i, v := range vals {
-		rec[i] = text(v)
+		switch v.(type) {
+		case string, []byte:
+			rec[i] = c.neutral(text(v))
+		default:
+			rec[i] = text(v)
+		}
 	}
 	return c.record(rec)
+}
+
+func (c *csvWriter) neutral(s string) string {
+	if c.raw || s == "" || !strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return s
+	}
+	return "'" + s
 }
 
 func (c *csvWriter) record(fields []string) error {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync"
 	"github.com/syncerhq/syncer/sync/estateguru"
 	"github.com/syncerhq/syncer/sync/everreal"
 )
@@ -26,6 +27,11 @@ type connectionStatus struct {
 	LastError        string   `json:"last_error,omitempty"`
 	NeedsAttention   bool     `json:"needs_attention"`
 	Warnings         []string `json:"warnings,omitempty"`
+	// StateSince is when the state last changed (null: not known).
+	StateSince *string `json:"state_since"`
+	// Fix is the command that brings the connection back, when it needs
+	// re-login or its refresh token dies soon.
+	Fix string `json:"fix,omitempty"`
 }
 
 func cmdStatus(e env, args []string) error {
@@ -42,10 +48,11 @@ func cmdStatus(e env, args []string) error {
 		return err
 	}
 	defer a.close()
-	if err := a.openStore(e.ctx); err != nil {
-		return err
-	}
-	conns, err := a.store.Connections(e.ctx)
+	// Read-only, snapshots.db alone (with PostgreSQL, a read-only session
+	// that needs only the reporting grants): a monitoring user in the reporting
+	// group can run it; it never creates, migrates or writes anything,
+	// and never opens tokens.db.
+	conns, err := a.readConnections(e.ctx)
 	if err != nil {
 		return err
 	}
@@ -80,6 +87,7 @@ func statusOf(c store.Connection, now time.Time, cfg *Config) connectionStatus {
 		AccessExpiresAt:  timePtr(c.AccessExpiresAt),
 		RefreshExpiresAt: timePtr(c.RefreshExpiresAt),
 		LastSuccessAt:    timePtr(c.LastSuccessAt),
+		StateSince:       timePtr(c.StateSince),
 	}
 	warn := func(format string, args ...any) {
 		st.Warnings = append(st.Warnings, fmt.Sprintf(format, args...))
@@ -87,7 +95,12 @@ func statusOf(c store.Connection, now time.Time, cfg *Config) connectionStatus {
 	}
 	switch c.State {
 	case store.StateReauthRequired:
-		warn("the provider refused the stored login: run `syncer connect %s -name %s ...` again", c.Provider, c.Name)
+		st.Fix = sync.ReconnectCommand(c)
+		since := ""
+		if !c.StateSince.IsZero() {
+			since = " (since " + c.StateSince.Format(time.RFC3339) + ")"
+		}
+		warn("the provider refused the stored login%s: run `%s`", since, st.Fix)
 	case store.StateDisconnected:
 		return st // deliberate: nothing to do
 	}
@@ -98,8 +111,10 @@ func statusOf(c store.Connection, now time.Time, cfg *Config) connectionStatus {
 		left := c.RefreshExpiresAt.Sub(now)
 		switch {
 		case left <= 0:
+			st.Fix = sync.ReconnectCommand(c)
 			warn("the refresh token expired at %s: re-connect", c.RefreshExpiresAt.Format(time.RFC3339))
 		case left <= cfg.RefreshWarn:
+			st.Fix = sync.ReconnectCommand(c)
 			warn("the refresh token dies in %s (at %s): re-connect before then", humanDuration(left), c.RefreshExpiresAt.Format(time.RFC3339))
 		}
 	}
@@ -197,8 +212,12 @@ func cmdDisconnect(e env, args []string) error {
 		fmt.Fprintf(e.stdout, "%s: no tokens were stored\n", name)
 	case err != nil:
 		return err
+	case c.Provider == everreal.Name && a.cfg.EverRealClientID != "" && checkProviderURL(tok.BaseURL) != nil:
+		// Tokens go only to the URL tokens.db says issued them, never to
+		// one taken from snapshots.db.
+		revokeErr = fmt.Errorf("not revoked at EverReal: tokens.db does not hold a usable URL for these tokens")
 	case c.Provider == everreal.Name && a.cfg.EverRealClientID != "":
-		client := a.everReal(c.BaseURL)
+		client := a.everReal(tok.BaseURL)
 		revokeErr = client.Revoke(e.ctx, tok.Refresh)
 		if revokeErr == nil && !tok.Access.IsZero() {
 			revokeErr = client.Revoke(e.ctx, tok.Access)

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/syncerhq/syncer/monitor"
+	"github.com/syncerhq/syncer/store"
 	"github.com/syncerhq/syncer/sync"
 )
 
@@ -38,6 +41,29 @@ func cmdSync(e env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w: SYNCER_SCHEDULE: %v", errConfig, err)
 	}
+	// Start-up checks of the monitoring, before the data directory: a
+	// metrics file that cannot be written, an address in use.
+	if a.cfg.MetricsFile != "" {
+		if err := monitor.CheckFileDir(a.cfg.MetricsFile); err != nil {
+			return fmt.Errorf("%w: SYNCER_METRICS_FILE: %v", errConfig, err)
+		}
+	}
+	var metricsServer *monitor.Server
+	var healthCheck atomic.Pointer[func(context.Context) error]
+	starting := func(context.Context) error { return errors.New("starting") }
+	healthCheck.Store(&starting)
+	if a.cfg.MetricsAddr != "" && !*once {
+		addr, _ := monitor.ListenAddr(a.cfg.MetricsAddr) // checked by loadConfig
+		srv, err := a.metrics.Listen(addr, func(ctx context.Context) error { return (*healthCheck.Load())(ctx) })
+		if err != nil {
+			return fmt.Errorf("%w: SYNCER_METRICS_ADDR: cannot listen on %s: %v", errConfig, addr, err)
+		}
+		metricsServer = srv
+	}
+	w, err := a.newWatcher(!*once)
+	if err != nil {
+		return err
+	}
 	if err := a.openStore(e.ctx); err != nil {
 		if e.ctx.Err() != nil {
 			// Stopped while waiting for the databases: nothing was done,
@@ -52,7 +78,13 @@ func cmdSync(e env, args []string) error {
 	} else if n > 0 {
 		a.log.Warn("marked runs left open by a stopped process as interrupted", "runs", n)
 	}
+	if !*once {
+		if err := a.checkCredentials(e.ctx); err != nil {
+			return err
+		}
+	}
 	s := a.syncer()
+	s.Observer = w
 
 	if *once {
 		sum, err := s.Run(e.ctx, sync.TriggerOnce, names)
@@ -77,20 +109,51 @@ func cmdSync(e env, args []string) error {
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
 		},
 	}
-	if interval, err := daemon.SdWatchdogEnabled(false); err == nil && interval > 0 {
-		// Both must answer: a scheduler that stopped turning, or a database
-		// that hangs, means no ping, and systemd restarts the service.
-		healthy := func(ctx context.Context) error {
-			if err := sched.Alive(ctx); err != nil {
-				return err
-			}
-			return a.store.Ping(ctx)
+	// Both must answer: a scheduler that stopped turning, or a database
+	// that hangs, means no watchdog ping (systemd restarts the service) and
+	// a 503 from /healthz.
+	healthy := func(ctx context.Context) error {
+		if err := sched.Alive(ctx); err != nil {
+			return err
 		}
+		return a.store.Ping(ctx)
+	}
+	if interval, err := daemon.SdWatchdogEnabled(false); err == nil && interval > 0 {
 		go watchdog(e.ctx, a.log, interval, healthy, func(state string) { _, _ = daemon.SdNotify(false, state) })
+	}
+	if err := a.loadConnectionMetrics(e.ctx); err != nil {
+		a.log.Warn("reading connections for the metrics failed", "error", err)
+	}
+	if metricsServer != nil {
+		healthCheck.Store(&healthy)
+		go func() {
+			if err := metricsServer.Serve(e.ctx); err != nil {
+				a.log.Error("metrics server stopped", "error", err)
+			}
+		}()
+		a.log.Info("serving /metrics and /healthz", "addr", metricsServer.Addr())
 	}
 	err = sched.Run(e.ctx)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	return err
+}
+
+// checkCredentials refuses to start a daemon that could not sync a
+// provider's active connections: it would only fail them run after run.
+func (a *app) checkCredentials(ctx context.Context) error {
+	conns, err := a.store.Connections(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range conns {
+		if c.State != store.StateActive {
+			continue
+		}
+		if err := a.needCredentials(c.Provider); err != nil {
+			return fmt.Errorf("%w (connection %q is active)", err, c.Name)
+		}
+	}
+	return nil
 }
 
 // summaryError turns a run's outcome into the exit code: 1 when a person

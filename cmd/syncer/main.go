@@ -23,6 +23,10 @@ const (
 )
 
 func main() {
+	if err := noCoreDumps(); err != nil {
+		fmt.Fprintln(os.Stderr, "syncer: cannot turn core dumps off:", err)
+		os.Exit(exitUsage)
+	}
 	ctx, stop := signalContext()
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -47,6 +51,7 @@ func signalContext() (context.Context, func()) {
 // env is what a command gets: its streams and the context.
 type env struct {
 	ctx    context.Context
+	args   []string // the command line, for hints that repeat it
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
@@ -67,7 +72,7 @@ func (e attentionError) Error() string { return e.msg }
 
 // run is main without the process: tests call it directly.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	e := env{ctx: ctx, args: args, stdin: stdin, stdout: stdout, stderr: stderr}
 	err := dispatch(e, args)
 	var ue usageError
 	var ae attentionError
@@ -112,15 +117,19 @@ func dispatch(e env, args []string) error {
 			return cmdQuery(e, rest)
 		case "backup":
 			return cmdBackup(e, rest)
+		case "rekey":
+			return cmdRekey(e, rest)
 		case "demo":
 			return cmdDemo(e, rest)
+		case "notify":
+			return cmdNotify(e, rest)
 		case "copy": // issue 16
 			return cmdCopy(e, rest)
 		case "help":
 			printUsage(e.stdout)
 			return nil
 		}
-		return usagef("unknown command %q (commands: connect, import, status, disconnect, query, backup, demo)", cmd)
+		return usagef("unknown command %q (commands: connect, import, status, disconnect, query, backup, rekey, demo, notify)", cmd)
 	}
 	return cmdSync(e, args)
 }
@@ -138,10 +147,13 @@ Usage:
                                          store a refresh token read from stdin
   syncer status [-json]                  connections and their health; exit 1 if any needs attention
   syncer disconnect NAME                 revoke where possible, delete the tokens, keep the snapshots
-  syncer query [-format table|csv|json] [SQL]
+  syncer query [-format table|csv|json] [-csv-raw] [-timeout D] [SQL]
                                          read-only SQL on snapshots.db (SQL from stdin if not given)
   syncer backup PATH                     consistent copy of snapshots.db (VACUUM INTO), safe while running
+  syncer rekey (-new-key FILE | -remove)
+                                         re-seal every token in tokens.db with a new key (or none)
   syncer demo                            the whole job against the built-in sandbox, in ./syncer-demo/
+  syncer notify UNIT                     send a "unit failed" notification (systemd OnFailure=)
   syncer copy -to postgres://...         copy the SQLite store into PostgreSQL (docs/postgres.md)
 
 Exit codes: 0 success; 1 finished, but something needs attention; 2 usage or

@@ -31,6 +31,15 @@ type appStore interface {
 	Retain(ctx context.Context, olderThan time.Time) (int, error)
 	Checkpoint(ctx context.Context) ([]store.WALCheckpoint, error)
 	Close() error
+
+	// Monitoring (issue 11): metrics and notifications after every run.
+	RowsWritten() map[string]int64
+	ConsecutiveFailures(ctx context.Context) (map[int64]int, error)
+	NotifyStates(ctx context.Context) (map[int64]store.NotifyState, error)
+	SetNotifyState(ctx context.Context, connID int64, st store.NotifyState) error
+
+	// Rekey re-seals every token with a new key (nil: none); issue 12.
+	Rekey(ctx context.Context, newKey []byte) (int, error)
 }
 
 var (
@@ -72,6 +81,21 @@ func (a *app) openPostgres(ctx context.Context) (*pgstore.Store, error) {
 		return nil, fmt.Errorf("%w: %s", errConfig, strings.TrimPrefix(err.Error(), pgstore.ErrConfig.Error()+": "))
 	}
 	return st, err
+}
+
+// readConnections lists the connections read-only, for `syncer status` and
+// `syncer notify`: snapshots.db alone with SQLite; with PostgreSQL a
+// read-only session of its own (no migration, no vault, no key), so the
+// reporting role's URL is enough.
+func (a *app) readConnections(ctx context.Context) ([]store.Connection, error) {
+	if !a.cfg.usesPostgres() {
+		return store.ReadConnections(ctx, a.cfg.DataDir)
+	}
+	conns, err := pgstore.ReadConnections(ctx, a.cfg.DatabaseURL)
+	if errors.Is(err, pgstore.ErrConfig) {
+		return nil, fmt.Errorf("%w: %s", errConfig, strings.TrimPrefix(err.Error(), pgstore.ErrConfig.Error()+": "))
+	}
+	return conns, err
 }
 
 // queryPostgres runs a read-only query for `syncer query`: a READ ONLY

@@ -12,13 +12,14 @@ import (
 )
 
 const connectionColumns = `id, name, provider, base_url, state, access_expires_at,
-	refresh_expires_at, last_success_at, coalesce(last_error, ''), created_at`
+	refresh_expires_at, last_success_at, coalesce(last_error, ''), created_at, state_since`
 
 func scanConnection(row pgx.Row) (store.Connection, error) {
 	var c store.Connection
-	var accessExp, refreshExp, lastSuccess, created *string
+	var accessExp, refreshExp, lastSuccess, created, since *string
 	err := row.Scan(&c.ID, &c.Name, &c.Provider, &c.BaseURL, &c.State, &accessExp, &refreshExp,
-		&lastSuccess, &c.LastError, &created)
+		&lastSuccess, &c.LastError, &created, &since)
+	c.StateSince = parseTime(since)
 	c.AccessExpiresAt = parseTime(accessExp)
 	c.RefreshExpiresAt = parseTime(refreshExp)
 	c.LastSuccessAt = parseTime(lastSuccess)
@@ -85,9 +86,10 @@ func (s *Store) Connect(ctx context.Context, name, providerName, baseURL string,
 	var id int64
 	err = tx.QueryRow(ctx, `
 		INSERT INTO connection (name, provider, base_url, state, access_expires_at, refresh_expires_at,
-		                        last_error, created_at, updated_at)
-		VALUES ($1, $2, $3, 'active', $4, $5, NULL, $6, $6)
+		                        last_error, created_at, updated_at, state_since)
+		VALUES ($1, $2, $3, 'active', $4, $5, NULL, $6, $6, $6)
 		ON CONFLICT (name) DO UPDATE SET
+		    state_since = CASE WHEN connection.state = 'active' THEN connection.state_since ELSE excluded.state_since END,
 		    base_url = excluded.base_url, state = 'active', last_error = NULL,
 		    access_expires_at = excluded.access_expires_at,
 		    refresh_expires_at = excluded.refresh_expires_at,
@@ -100,8 +102,9 @@ func (s *Store) Connect(ctx context.Context, name, providerName, baseURL string,
 	if _, err := tx.Exec(ctx, "INSERT INTO connection_lease (connection_id) VALUES ($1) ON CONFLICT DO NOTHING", id); err != nil {
 		return store.Connection{}, dbError("connect", err, "")
 	}
-	// A re-connect wins over whatever is stored: no generation check.
-	gen, err := s.writeToken(ctx, tx, id, tok, -1)
+	// A re-connect wins over whatever is stored: no generation check. The
+	// tokens are bound to the base URL they were issued by.
+	gen, err := s.writeToken(ctx, tx, id, baseURL, tok, -1)
 	if err != nil {
 		return store.Connection{}, err
 	}
@@ -112,9 +115,12 @@ func (s *Store) Connect(ctx context.Context, name, providerName, baseURL string,
 	return s.ConnectionByName(ctx, name)
 }
 
-// SetState records a connection's state and last error ("" clears it).
+// SetState records a connection's state and last error ("" clears it);
+// state_since moves only when the state changes.
 func (s *Store) SetState(ctx context.Context, connID int64, state, lastError string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE connection SET state = $1, last_error = $2, updated_at = $3 WHERE id = $4`,
+	_, err := s.pool.Exec(ctx, `UPDATE connection SET
+		    state_since = CASE WHEN state = $1 THEN state_since ELSE $3 END,
+		    state = $1, last_error = $2, updated_at = $3 WHERE id = $4`,
 		state, nullable(lastError), s.nowText(), connID)
 	if err != nil {
 		return dbError("record state", err, "")
@@ -134,6 +140,7 @@ func (s *Store) Disconnect(ctx context.Context, connID int64) error {
 		return dbError("disconnect", err, "")
 	}
 	if _, err := tx.Exec(ctx, `UPDATE connection SET state = 'disconnected', access_expires_at = NULL,
+		state_since = CASE WHEN state = 'disconnected' THEN state_since ELSE $1 END,
 		refresh_expires_at = NULL, updated_at = $1 WHERE id = $2`, s.nowText(), connID); err != nil {
 		return dbError("disconnect", err, "")
 	}

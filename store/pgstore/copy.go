@@ -40,7 +40,7 @@ type copyTable struct {
 
 var copyTables = []copyTable{
 	{name: "connection", cols: []string{"id", "name", "provider", "base_url", "state", "access_expires_at",
-		"refresh_expires_at", "last_success_at", "last_error", "created_at", "updated_at"}, orderBy: "id"},
+		"refresh_expires_at", "last_success_at", "last_error", "created_at", "updated_at", "state_since"}, orderBy: "id"},
 	{name: "everreal_snapshot", cols: []string{"connection_id", "snapshot_at", "fetched_at", "user_id", "email",
 		"first_name", "last_name", "is_active", "is_tenant", "terms_accepted", "language", "company_id",
 		"company_name", "partner_id", "partner_name", "partner_subdomain", "scopes", "raw"},
@@ -54,9 +54,12 @@ var copyTables = []copyTable{
 		"investment_amount_cents", "market_value_cents", "principal_left_cents", "profit_cents",
 		"realized_income_cents", "change_cents", "resource_path"}, orderBy: "connection_id, snapshot_at, position"},
 	{name: "sync_run", cols: []string{"id", "trigger", "started_at", "finished_at", "status", "connections_ok",
-		"connections_failed", "pid"}, orderBy: "id"},
+		"connections_failed", "pid", "connections_skipped", "connections_warned"}, orderBy: "id"},
 	{name: "sync_result", cols: []string{"run_id", "connection_id", "status", "error", "started_at", "finished_at"},
 		orderBy: "run_id, connection_id"},
+	// What was announced, so the move repeats no notification.
+	{name: "notify_state", cols: []string{"connection_id", "condition", "refresh_warned_for", "updated_at"},
+		orderBy: "connection_id"},
 }
 
 // copyBatch rows go in one transaction: a copy interrupted loses at most
@@ -254,7 +257,7 @@ func (s *Store) copyTokens(ctx context.Context, src CopySource, progress CopyPro
 			return 0, dbError("copy tokens", err, "")
 		}
 		if !exists {
-			if _, err := s.writeToken(ctx, tx, id, tok.Token, -1); err != nil {
+			if _, err := s.writeToken(ctx, tx, id, tok.BaseURL, tok.Token, -1); err != nil {
 				tx.Rollback(ctx)
 				return 0, err
 			}

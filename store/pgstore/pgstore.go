@@ -85,6 +85,8 @@ type Store struct {
 	generation map[int64]int64
 	// claims are the connections whose turn this process holds.
 	claims map[int64]*claim
+
+	rows rowCounter
 }
 
 // Open connects, migrates and checks the token key. Every error about the

@@ -93,7 +93,7 @@ func TestTokensSealedAndSavesCompareAndSwap(t *testing.T) {
 	if err := a.Pool().QueryRow(ctx, "SELECT refresh_token FROM vault.token").Scan(&raw); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(raw, "r1") || !strings.HasPrefix(raw, "gcm1:") {
+	if strings.Contains(raw, "r1") || !strings.HasPrefix(raw, "gcm2:") {
 		t.Fatalf("stored refresh token %q is not sealed", raw)
 	}
 	// Both read generation 1; b saves first; a's save is then stale.

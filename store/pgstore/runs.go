@@ -47,6 +47,18 @@ func (s *Store) FinishRun(ctx context.Context, runID int64, status string, ok, f
 	return nil
 }
 
+// RecordRunAttention records how many connections of a run were not
+// attempted because they need re-login, and how many have a refresh token
+// dying soon.
+func (s *Store) RecordRunAttention(ctx context.Context, runID int64, skipped, warned int) error {
+	_, err := s.pool.Exec(ctx, `UPDATE sync_run SET connections_skipped = $1, connections_warned = $2 WHERE id = $3`,
+		skipped, warned, runID)
+	if err != nil {
+		return dbError("record run", err, "")
+	}
+	return nil
+}
+
 // CloseAbandonedRuns marks as interrupted the runs left open by a stopped
 // process of this host (its pid is gone). Runs of other hosts are theirs
 // to close: only they can tell whether the process lives.

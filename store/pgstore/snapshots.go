@@ -23,7 +23,7 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 	if err != nil {
 		return err
 	}
-	return s.writeSnapshot(ctx, connID, func(tx pgx.Tx) error {
+	err = s.writeSnapshot(ctx, connID, func(tx pgx.Tx) error {
 		at := period.UTC().Format(store.TimeFormat)
 		if _, err := tx.Exec(ctx, "DELETE FROM everreal_snapshot WHERE connection_id = $1 AND snapshot_at = $2", connID, at); err != nil {
 			return err
@@ -49,6 +49,10 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 		}
 		return s.recordSuccess(ctx, tx, connID, fetchedAt)
 	})
+	if err == nil {
+		s.rows.add("everreal", 1+int64(len(snap.Companies)))
+	}
+	return err
 }
 
 // SaveEstateGuru upserts the connection's portfolio snapshot for the
@@ -58,6 +62,7 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 // sums goes in last and the sequence is read once.
 func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetchedAt time.Time, snap store.EstateGuruSnapshot) error {
 	var seqErr error
+	var written int64
 	err := s.writeSnapshot(ctx, connID, func(tx pgx.Tx) error {
 		at := period.UTC().Format(store.TimeFormat)
 		if _, err := tx.Exec(ctx, "DELETE FROM estateguru_snapshot WHERE connection_id = $1 AND snapshot_at = $2", connID, at); err != nil {
@@ -107,12 +112,16 @@ func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetche
 		if err != nil {
 			return err
 		}
+		written = 1 + count
 		return s.recordSuccess(ctx, tx, connID, fetchedAt)
 	})
 	// The sequence's own error (estateguru.ErrNotStreamed, a decoding
 	// error) is the caller's, not a fault of the database.
 	if seqErr != nil && err != nil {
 		return seqErr
+	}
+	if err == nil {
+		s.rows.add("estateguru", written)
 	}
 	return err
 }

@@ -69,6 +69,10 @@ type HTTP struct {
 	// retried, with the wait before the next one (0: at once), so an
 	// operator sees a flapping provider before it becomes a failed run.
 	OnRetry func(r Request, attempt int, wait time.Duration, err *Error)
+
+	// OnAnswer, if set, hears of every attempt's outcome: the HTTP status,
+	// or 0 when no answer arrived (for metrics).
+	OnAnswer func(r Request, status int)
 }
 
 // Request describes one call. New builds a fresh *http.Request for each
@@ -128,6 +132,13 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 		}
 		atOnce = false
 		resp, perr, lostWhy := h.once(ctx, r)
+		if h.OnAnswer != nil {
+			if perr == nil {
+				h.OnAnswer(r, resp.Status)
+			} else {
+				h.OnAnswer(r, perr.Status)
+			}
+		}
 		if perr == nil {
 			return resp, nil
 		}

@@ -559,3 +559,35 @@ func TestOnRetryHearsEveryRetry(t *testing.T) {
 		t.Fatalf("OnRetry heard %s, want %s", got, want)
 	}
 }
+
+func TestScrubTextFoldsCaseAndBasicForms(t *testing.T) {
+	forms := BasicForms("id", "s3cret-canary?>>")
+	text := "auth " + strings.Join(forms, " ") + " tok ABCDEF-CANARY and aBcDeF-cAnArY"
+	got := ScrubText(text, append(forms, "abcdef-canary")...)
+	for _, f := range forms {
+		if strings.Contains(got, f) {
+			t.Fatalf("ScrubText left %q in %q", f, got)
+		}
+	}
+	if strings.Contains(strings.ToLower(got), "canary") {
+		t.Fatalf("ScrubText left a case variant: %q", got)
+	}
+	if got, want := ScrubText("cut ABCDEF-CAN…", "abcdef-canary"), "cut "+Redacted+"…"; got != want {
+		t.Fatalf("truncated = %q, want %q", got, want)
+	}
+}
+
+func TestScrubBytesCountsEveryCase(t *testing.T) {
+	raw := []byte(`{"a":"tok-Canary-1","b":"TOK-CANARY-1","c":"tok-canary-1tok-canary-1","d":"tok-canar"}`)
+	clean, n := ScrubBytes(raw, "tok-canary-1")
+	if n != 4 || strings.Contains(strings.ToLower(string(clean)), "tok-canary-1") {
+		t.Fatalf("ScrubBytes = %s, %d; want 4 replaced", clean, n)
+	}
+	if !strings.Contains(string(clean), "tok-canar\"") {
+		t.Fatalf("a partial match was replaced: %s", clean)
+	}
+	same, n := ScrubBytes(raw, "absent-secret")
+	if n != 0 || &same[0] != &raw[0] {
+		t.Fatalf("no secret: want b itself back, got %d", n)
+	}
+}
