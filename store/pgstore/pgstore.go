@@ -5,7 +5,8 @@
 // connection (lease.go) and a compare-and-swap on every token save.
 //
 // It satisfies what sync needs of a store (sync.Store, and sync.Claimer) and
-// what the commands need (connect, import, status, disconnect, query).
+// what the commands need (connect, import, status, disconnect, query, rekey,
+// and the metrics and notifications after every run: monitoring.go).
 //
 // The driver is jackc/pgx/v5 through its own pool (pgxpool), not
 // database/sql: COPY for the investments of a portfolio, one transaction

@@ -7,6 +7,8 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
+	"os"
 	"strings"
 	"testing"
 
@@ -78,6 +80,20 @@ func TestUpgradeFromVersion2(t *testing.T) {
 		}
 	}
 
+	// The reporting grants, applied at version 2 as docs/postgres.md says:
+	// the views migration 3 re-creates keep them (default privileges).
+	admin := pgtest.AdminURL(t, dbURL)
+	b := make([]byte, 4)
+	rand.Read(b)
+	role := "reporting_" + hex.EncodeToString(b)
+	pgtest.Exec(t, admin, "CREATE ROLE "+role+" LOGIN PASSWORD 'reporting-pw'")
+	t.Cleanup(func() { pgtest.Exec(t, admin, "DROP OWNED BY "+role+"; DROP ROLE "+role) })
+	grants, err := os.ReadFile("grants.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Exec(t, dbURL, strings.ReplaceAll(string(grants), "syncer_reporting", role))
+
 	s, err := Open(ctx, dbURL, Options{TokenKey: key})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -103,6 +119,20 @@ func TestUpgradeFromVersion2(t *testing.T) {
 	}
 	if !conns[0].StateSince.IsZero() || conns[1].StateSince.Format(store.TimeFormat) != "2026-11-02T00:00:00Z" {
 		t.Fatalf("state_since after the upgrade: %v, %v", conns[0].StateSince, conns[1].StateSince)
+	}
+	rep, err := pgx.Connect(ctx, pgtest.WithUser(dbURL, role, "reporting-pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rep.Close(ctx)
+	for _, q := range []string{"SELECT state_since FROM connections", "SELECT connections_skipped, connections_warned, instance FROM sync_runs",
+		"SELECT * FROM notify_state"} {
+		if _, err := rep.Exec(ctx, q); err != nil {
+			t.Errorf("the reporting role after the upgrade: %s: %v", q, err)
+		}
+	}
+	if rc, err := ReadConnections(ctx, pgtest.WithUser(dbURL, role, "reporting-pw")); err != nil || len(rc) != 2 || rc[1].State != store.StateReauthRequired {
+		t.Errorf("ReadConnections as the reporting role = %+v, %v", rc, err)
 	}
 	if _, err := conn.Exec(ctx, "UPDATE vault.token SET base_url = 'http://192.0.2.2:1'"); err != nil {
 		t.Fatal(err)
