@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/syncerhq/syncer/sync/provider"
+	"github.com/syncerhq/syncer/secret"
 )
 
 func testKey(b byte) []byte {
@@ -29,7 +29,7 @@ func TestVaultMigrationBindsBaseURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.Connect(ctx, "eg", "estateguru", "https://eg.example", provider.Token{Refresh: "r-canary", Access: "a-canary"})
+	c, err := s.Connect(ctx, "eg", "estateguru", "https://eg.example", secret.Token{Refresh: "r-canary", Access: "a-canary"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestSaveTokenKeepsVaultBaseURL(t *testing.T) {
 	if _, err := s.snapshots.Exec("UPDATE connection SET base_url = 'http://192.0.2.2:18081'"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveToken(ctx, id, provider.Token{Refresh: "r2"}); err != nil {
+	if err := s.SaveToken(ctx, id, secret.Token{Refresh: "r2"}); err != nil {
 		t.Fatal(err)
 	}
 	tok, err := s.Token(ctx, id)
@@ -102,7 +102,7 @@ func TestSaveTokenKeepsVaultBaseURL(t *testing.T) {
 	if got, want := tok.BaseURL, "https://er.example"; got != want {
 		t.Fatalf("BaseURL after a refresh = %q, want %q", got, want)
 	}
-	if _, err := s.Connect(ctx, "er", "everreal", "https://new.example", provider.Token{Refresh: "r3"}); err != nil {
+	if _, err := s.Connect(ctx, "er", "everreal", "https://new.example", secret.Token{Refresh: "r3"}); err != nil {
 		t.Fatal(err)
 	}
 	if tok, _ = s.Token(ctx, id); tok.BaseURL != "https://new.example" {
@@ -131,7 +131,7 @@ func TestRekeyStopsSavesWithTheOldKey(t *testing.T) {
 	if n, err := s2.Rekey(ctx, testKey(2)); err != nil || n != 1 {
 		t.Fatalf("Rekey = %d, %v", n, err)
 	}
-	if err := s1.SaveToken(ctx, id, provider.Token{Refresh: "r-new"}); !errors.Is(err, ErrTokenKey) {
+	if err := s1.SaveToken(ctx, id, secret.Token{Refresh: "r-new"}); !errors.Is(err, ErrTokenKey) {
 		t.Fatalf("SaveToken with the old key = %v, want ErrTokenKey", err)
 	}
 	tok, err := s2.Token(ctx, id)

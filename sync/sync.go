@@ -44,6 +44,37 @@ type Store interface {
 
 var _ Store = (*store.Store)(nil)
 
+// --- several instances (issue 16) ---
+
+// Claimer is implemented by a store that several syncer instances share
+// (PostgreSQL). A sync then claims a connection's turn instead of taking
+// LockConnection: a claim is refused at once, with an error wrapping
+// ErrSkip, when another instance holds the connection or has already
+// synced it in this snapshot period, so instances split the work instead
+// of waiting for each other and repeating it.
+type Claimer interface {
+	// anew: the connection was named (-connection): sync it even if
+	// another instance did in this period, once its turn is free.
+	ClaimConnection(ctx context.Context, connID int64, period time.Time, anew bool) (Claim, error)
+}
+
+// Claim is one connection's turn, held until Release.
+type Claim interface {
+	// Valid fails when the claim may lapse before a token grant could
+	// finish (it was lost, or renewing it failed): no refresh then, since
+	// another instance may be about to present the same refresh token.
+	Valid(ctx context.Context) error
+	// Release ends the turn; synced records that the connection was synced
+	// in the claimed period.
+	Release(synced bool)
+}
+
+// ErrSkip, wrapped by a Claimer's error, means the connection is another
+// instance's: it is neither synced nor failed, and nothing is recorded.
+var ErrSkip = errors.New("skipped")
+
+// --- end several instances ---
+
 // Run triggers, as recorded in sync_runs.
 const (
 	TriggerSchedule = "schedule"
@@ -149,6 +180,11 @@ type Summary struct {
 	// Interrupted counts connections stopped by a shutdown: neither
 	// synced nor failed.
 	Interrupted int
+	// SkippedElsewhere counts connections left to another instance
+	// (Claimer: it holds them, or synced them in this period). They are
+	// neither results nor attention: no sync_results row, no effect on
+	// Status.
+	SkippedElsewhere int
 	// NeedsReauth counts connections a person must re-connect, whether they
 	// failed in this run or were already waiting.
 	NeedsReauth int
@@ -226,9 +262,14 @@ loop:
 			defer wg.Done()
 			turn := slots.turn()
 			defer turn.end()
-			err := s.syncConnection(ctx, runID, c, log, turn)
+			err := s.syncConnection(ctx, runID, c, log, turn, len(only) > 0)
 			mu.Lock()
 			defer mu.Unlock()
+			if errors.Is(err, ErrSkip) {
+				// Another instance's turn: not this run's result.
+				sum.SkippedElsewhere++
+				return
+			}
 			sum.add(c, err)
 		}(c)
 	}
@@ -302,7 +343,8 @@ func (sum *Summary) settle(interrupted bool) {
 		sum.Status = store.RunInterrupted
 	case sum.Failed == 0 && sum.Skipped == 0 && sum.RefreshWarned == 0:
 		sum.Status = store.RunOK
-	case sum.OK == 0 && sum.Failed+sum.Skipped > 0:
+	case sum.OK+sum.SkippedElsewhere == 0 && sum.Failed+sum.Skipped > 0:
+		// None synced, here or (in this period) by another instance.
 		sum.Status = store.RunFailed
 	default:
 		// Something synced, but not everything is well: a connection
@@ -329,6 +371,7 @@ func (s *Syncer) finish(ctx context.Context, sum *Summary, log *slog.Logger) err
 	}
 	log.Log(ctx, level, "sync finished", "status", sum.Status, "ok", sum.OK, "failed", sum.Failed,
 		"needs_reauth", sum.NeedsReauth, "skipped", sum.Skipped, "refresh_expiring", sum.RefreshWarned,
+		"skipped_elsewhere", sum.SkippedElsewhere,
 		"duration", sum.Finished.Sub(sum.Started).Round(time.Millisecond))
 	return nil
 }
@@ -392,10 +435,10 @@ func selectConnections(conns []store.Connection, only []string) ([]store.Connect
 	return out, nil
 }
 
-// syncConnection syncs one connection and records its result: lock, token,
-// fetch, save, record. It returns the connection's error, scrubbed of
-// secrets, or nil.
-func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connection, runLog *slog.Logger, turn *turn) (err error) {
+// syncConnection syncs one connection and records its result: lock (or
+// claim), token, fetch, save, record. named: the connection was asked for
+// by name. It returns the connection's error, scrubbed of secrets, or nil.
+func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connection, runLog *slog.Logger, turn *turn, named bool) (err error) {
 	log := runLog.With("connection", c.Name, "provider", c.Provider)
 	ctx = provider.WithConnection(ctx, c.Name) // retry log lines name it
 	started := s.now()
@@ -411,6 +454,11 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 			msg := provider.ScrubText(fmt.Sprint(p), secrets...)
 			log.Error("internal error while syncing", "panic", msg, "stack", string(debug.Stack()))
 			err = errors.New("internal error: " + msg)
+		}
+		if errors.Is(err, ErrSkip) {
+			// Another instance's turn: nothing held, nothing to record.
+			log.Debug("connection left to another instance", "reason", err.Error())
+			return
 		}
 		// Whatever happened, the message stored and logged holds no token.
 		if err != nil && tokens != nil {
@@ -428,15 +476,31 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		unlock()
 	}()
 
-	u, err := s.Store.LockConnection(ctx, c.ID, s.lockWait())
-	if err != nil {
-		return err
+	var claim Claim
+	if cl, ok := s.Store.(Claimer); ok {
+		claimed, cerr := cl.ClaimConnection(ctx, c.ID, store.PeriodStart(started, s.period()), named)
+		if cerr != nil {
+			return cerr
+		}
+		claim = claimed
+		// err is the connection's outcome by the time unlock runs.
+		unlock = func() { claimed.Release(err == nil) }
+	} else {
+		u, err := s.Store.LockConnection(ctx, c.ID, s.lockWait())
+		if err != nil {
+			return err
+		}
+		unlock = u
 	}
-	unlock = u
 	// A provider without credentials fails after the token lookup: a
 	// connection with no tokens says that first.
 	p, perr := s.provider(c)
 	tokens, err = s.newTokenSource(ctx, c, p, log)
+	if tokens != nil && claim != nil {
+		// No refresh once the claim may lapse: another instance may be
+		// about to present the same refresh token.
+		tokens.mayRefresh = claim.Valid
+	}
 	if errors.Is(err, store.ErrNoToken) {
 		return fmt.Errorf("%s: %w for this connection", c.Provider, err)
 	}

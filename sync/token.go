@@ -26,6 +26,9 @@ type tokenSource struct {
 	log      *slog.Logger
 	now      func() time.Time
 	margin   time.Duration // an access token expiring within it is refreshed first
+	// mayRefresh, if set, fails when no refresh may be asked for now
+	// (a shared store's claim on the connection may lapse).
+	mayRefresh func(ctx context.Context) error
 
 	tok       provider.Token
 	refreshed bool     // this sync refreshed once already
@@ -101,6 +104,11 @@ var ErrTokenKept = errors.New("it is kept in memory and saved by this process's 
 const grantGrace = 5 * time.Second
 
 func (ts *tokenSource) refresh(ctx context.Context) error {
+	if ts.mayRefresh != nil {
+		if err := ts.mayRefresh(ctx); err != nil {
+			return err
+		}
+	}
 	// A refresh may rotate the token: never ask for one that could not be
 	// saved.
 	if err := ts.store.CheckWritable(ctx); err != nil {

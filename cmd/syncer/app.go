@@ -32,7 +32,7 @@ type app struct {
 	args  []string // the command line, for hints
 	cfg   *Config
 	log   *slog.Logger
-	store *store.Store
+	store appStore // *store.Store, or *pgstore.Store with SYNCER_DATABASE_URL (postgres.go)
 
 	// metrics are counted by every command (cheap); written or served
 	// only by syncs that are configured to.
@@ -82,6 +82,14 @@ func (c *Config) secrets() []string {
 }
 
 func (a *app) openStore(ctx context.Context) error {
+	if a.cfg.usesPostgres() { // issue 16: PostgreSQL instead of SQLite
+		st, err := a.openPostgres(ctx)
+		if err != nil {
+			return err
+		}
+		a.store = st
+		return nil
+	}
 	st, err := store.Open(ctx, a.cfg.DataDir, store.Options{TokenKey: a.cfg.TokenKey, BusyTimeout: a.cfg.BusyTimeout})
 	if errors.Is(err, store.ErrTokenKey) || errors.Is(err, os.ErrPermission) {
 		// exit 2, like any other configuration error: an unwritable data

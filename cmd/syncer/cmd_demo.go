@@ -43,6 +43,7 @@ func demo(e env, args []string, dir *string) error {
 
 	// The sandbox's own client credentials; nothing real is used or needed.
 	a.cfg.DataDir = *dir
+	a.cfg.DatabaseURL = "" // the demo is SQLite in its own directory
 	a.cfg.EverRealClientID, a.cfg.EverRealClientSecret = "everreal-sandbox-client", "everreal-sandbox-secret"
 	a.cfg.EstateGuruClientID, a.cfg.EstateGuruClientSecret = "estateguru-sandbox-client", "estateguru-sandbox-secret"
 	a.cfg.RateLimit = 0
@@ -87,6 +88,7 @@ func demo(e env, args []string, dir *string) error {
 	// views have something to compare: the clock of each run is set back
 	// one period at a time, and the investors' portfolios move between runs.
 	s := a.syncer()
+	st := a.store.(*store.Store) // the demo is always SQLite (above)
 	now := time.Now().UTC()
 	var sum sync.Summary
 	for i := range demoPeriods {
@@ -95,7 +97,7 @@ func demo(e env, args []string, dir *string) error {
 		if i == demoPeriods-1 {
 			clock = time.Now // the newest run is a real one
 		}
-		s.Now, a.store.Now = clock, clock
+		s.Now, st.Now = clock, clock
 		evolveDemoInvestors(sb, i)
 		if sum, err = s.Run(ctx, sync.TriggerDemo, nil); err != nil {
 			return err

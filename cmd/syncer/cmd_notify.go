@@ -41,7 +41,7 @@ func cmdNotify(e env, args []string) error {
 		Fix:     fmt.Sprintf("journalctl -u %s; syncer status", unit),
 		Message: fmt.Sprintf("The systemd unit %s failed on %s.", unit, host),
 	}
-	if conns, err := store.ReadConnections(e.ctx, a.cfg.DataDir); err == nil {
+	if conns, err := a.readConnections(e.ctx); err == nil {
 		var names []string
 		for _, c := range conns {
 			st := statusOf(c, time.Now().UTC(), a.cfg)

@@ -69,24 +69,38 @@ func query(e env, args []string, o queryOptions) error {
 	}
 	defer a.close()
 	// The deadline interrupts SQLite (sqlite3_interrupt) in the middle of a
-	// statement: an endless recursive CTE ends, and with it the read
-	// transaction that kept the WAL from being checkpointed.
+	// statement, and PostgreSQL through a cancel request: an endless
+	// recursive CTE ends, and with it the read transaction that kept the
+	// WAL from being checkpointed (or held back VACUUM).
 	ctx := e.ctx
 	if o.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.timeout)
 		defer cancel()
 	}
-	r, err := store.OpenReader(ctx, a.cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	// SQLite's own message, unedited: it names the table, column or token
-	// that is wrong, and a refused write says "readonly database".
-	rows, err := r.Query(ctx, query)
-	if err != nil {
-		return queryError(ctx, o.timeout, err)
+	var rows *sql.Rows
+	if a.cfg.usesPostgres() { // issue 16
+		r, done, err := a.queryPostgres(ctx, query)
+		if errors.Is(err, errConfig) {
+			return err
+		}
+		if err != nil {
+			return queryError(ctx, o.timeout, err)
+		}
+		defer done()
+		rows = r
+	} else {
+		r, err := store.OpenReader(ctx, a.cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		// SQLite's own message, unedited: it names the table, column or token
+		// that is wrong, and a refused write says "readonly database".
+		rows, err = r.Query(ctx, query)
+		if err != nil {
+			return queryError(ctx, o.timeout, err)
+		}
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
@@ -445,6 +459,9 @@ func backup(e env, args []string, tokensPath string) error {
 		return err
 	}
 	defer a.close()
+	if a.cfg.usesPostgres() { // issue 16
+		return usagef("backup copies SQLite's snapshots.db; with SYNCER_DATABASE_URL use pg_dump (see docs/postgres.md)")
+	}
 	// Read-only, like query: it needs no write access, and it never waits
 	// for, or holds up, a sync.
 	path := backupPath(args[0], store.SnapshotsFile)

@@ -60,6 +60,18 @@ func cmdRekey(e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if a.cfg.usesPostgres() { // issue 16: the vault is schema vault of the database
+		if newKey == nil {
+			fmt.Fprintf(e.stdout, "vault.token: %d connections' tokens are now stored unsealed.\n"+
+				"On every instance: unset SYNCER_TOKEN_KEY_FILE, set SYNCER_DATABASE_PLAINTEXT_TOKENS=true, and restart it:\n"+
+				"an instance still holding the old key refuses to save tokens until it is restarted.\n", n)
+			return nil
+		}
+		fmt.Fprintf(e.stdout, "vault.token: %d connections' tokens re-sealed with the key in %s; the old key is no longer needed.\n"+
+			"On every instance: set SYNCER_TOKEN_KEY_FILE=%s (a copy of it; unset SYNCER_DATABASE_PLAINTEXT_TOKENS) and restart it:\n"+
+			"an instance still holding the old key refuses to save tokens until it is restarted.\n", n, *newKeyFile, *newKeyFile)
+		return nil
+	}
 	if newKey == nil {
 		fmt.Fprintf(e.stdout, "%s: %d connections' tokens are now stored in plain text (the file stays 0600).\n"+
 			"Unset SYNCER_TOKEN_KEY_FILE (and remove the token-key credential), then restart the service.\n", store.TokensFile, n)

@@ -47,10 +47,11 @@ func status(e env, args []string, asJSON bool) error {
 		return err
 	}
 	defer a.close()
-	// Read-only, snapshots.db alone: a monitoring user in the reporting
+	// Read-only, snapshots.db alone (with PostgreSQL, a read-only session
+	// that needs only the reporting grants): a monitoring user in the reporting
 	// group can run it; it never creates, migrates or writes anything,
 	// and never opens tokens.db.
-	conns, err := store.ReadConnections(e.ctx, a.cfg.DataDir)
+	conns, err := a.readConnections(e.ctx)
 	if err != nil {
 		return err
 	}

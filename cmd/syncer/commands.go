@@ -83,6 +83,12 @@ func commandList() []*command {
 			summary:  "send a \"unit failed\" notification through SYNCER_NOTIFY_URLS and SYNCER_NOTIFY_COMMAND (systemd OnFailure=)",
 			examples: []string{"syncer notify syncer-once.service"},
 			ownFlags: true, setup: selfParsing(cmdNotify)},
+		{name: "copy", args: "-to postgres://USER@HOST/DB",
+			summary: "copy the SQLite store (history, connections, tokens, runs) into PostgreSQL; safe to run again",
+			help: "Copies in bounded transactions with a progress line and checks the row counts; an interrupted copy\n" +
+				"is finished by running it again. See docs/postgres.md.",
+			examples: []string{"syncer copy -to postgres://syncer@db.example.com/syncer"},
+			ownFlags: true, setup: selfParsing(cmdCopy)},
 		{name: "demo", args: "[-dir DIR]",
 			summary:  "the whole job against the built-in sandbox, with several days of history, in ./syncer-demo/",
 			examples: []string{"syncer demo"},

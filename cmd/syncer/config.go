@@ -53,6 +53,11 @@ type Config struct {
 	NotifyAfter   int             `envconfig:"NOTIFY_AFTER" default:"3" desc:"a connection counts as failing (and is announced) after this many failed runs in a row"`
 	NotifyTimeout time.Duration   `envconfig:"NOTIFY_TIMEOUT" default:"30s" desc:"time limit for one notification delivery, and for SYNCER_NOTIFY_COMMAND"`
 
+	// PostgreSQL (issue 16; docs/postgres.md).
+	DatabaseURL             string        `envconfig:"DATABASE_URL" desc:"postgres://USER@HOST:PORT/DB?sslmode=verify-full: keep everything in PostgreSQL instead of SQLite files in SYNCER_DATA_DIR (password in ~/.pgpass or PGPASSWORD); several syncer instances may share it; needs SYNCER_TOKEN_KEY_FILE"`
+	DatabasePlaintextTokens bool          `envconfig:"DATABASE_PLAINTEXT_TOKENS" default:"false" desc:"with SYNCER_DATABASE_URL: store tokens unsealed, without SYNCER_TOKEN_KEY_FILE (not recommended: backups, replicas and superusers of the server would see them)"`
+	DatabaseLease           time.Duration `envconfig:"DATABASE_LEASE" default:"1m" desc:"with SYNCER_DATABASE_URL: how long an instance's turn on a connection lasts unless renewed; an instance that dies mid-turn delays that connection by at most this"`
+
 	// TokenKey is read from TokenKeyFile or the token-key credential.
 	TokenKey []byte `ignored:"true"`
 }
@@ -339,6 +344,14 @@ func (c *Config) validate() error {
 	}
 	if (c.EstateGuruClientID == "") != c.EstateGuruClientSecret.IsZero() {
 		errs = append(errs, errors.New("SYNCER_ESTATEGURU_CLIENT_ID and SYNCER_ESTATEGURU_CLIENT_SECRET: set both or neither"))
+	}
+	if c.DatabaseURL != "" { // issue 16
+		if err := checkDatabaseURL(c.DatabaseURL); err != nil {
+			errs = append(errs, err)
+		}
+		if c.DatabaseLease < 5*time.Second {
+			errs = append(errs, fmt.Errorf("SYNCER_DATABASE_LEASE: %s is too short (at least 5s; try \"1m\")", c.DatabaseLease))
+		}
 	}
 	return errors.Join(errs...)
 }

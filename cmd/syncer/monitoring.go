@@ -98,6 +98,9 @@ func statusLine(sum sync.Summary) string {
 	if sum.Interrupted > 0 {
 		parts = append(parts, fmt.Sprintf("%d interrupted", sum.Interrupted))
 	}
+	if sum.SkippedElsewhere > 0 { // PostgreSQL: another instance's turn
+		parts = append(parts, fmt.Sprintf("%d left to other instances", sum.SkippedElsewhere))
+	}
 	return fmt.Sprintf("last run %s: %s", sum.Finished.UTC().Format("15:04Z"), strings.Join(parts, ", "))
 }
 
