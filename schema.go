@@ -18,5 +18,16 @@ var Schema string
 // 1: tables and the base views. 2: the latest_* views seek the newest
 // snapshot through the primary key; latest_everreal_companies and the report
 // views (estateguru_portfolio_history, estateguru_investment_changes,
-// everreal_users_by_company, everreal_scope_changes).
-const SchemaVersion = 2
+// everreal_users_by_company, everreal_scope_changes). 3: connection.state_since,
+// sync_run.connections_skipped and connections_warned (and the views'
+// columns of the same names), notify_state, sync_result_by_connection; see AddedColumns.
+const SchemaVersion = 3
+
+// AddedColumns are the columns added to tables after version 1, which
+// CREATE TABLE IF NOT EXISTS cannot add to an existing table: the store adds
+// each one that is missing before it runs schema.sql.
+var AddedColumns = []struct{ Table, Column, Decl string }{
+	{"connection", "state_since", "TEXT"},
+	{"sync_run", "connections_skipped", "INTEGER NOT NULL DEFAULT 0"},
+	{"sync_run", "connections_warned", "INTEGER NOT NULL DEFAULT 0"},
+}

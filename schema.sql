@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS connection (
     last_success_at    TEXT,
     last_error         TEXT,
     created_at         TEXT NOT NULL,
-    updated_at         TEXT NOT NULL
+    updated_at         TEXT NOT NULL,
+    state_since        TEXT -- when state last changed (schema 3); NULL: not known
 );
 
 -- One row per connection and snapshot period. A second run in the same
@@ -109,7 +110,11 @@ CREATE TABLE IF NOT EXISTS sync_run (
                        CHECK (status IN ('running', 'ok', 'partial', 'failed', 'interrupted')),
     connections_ok     INTEGER NOT NULL DEFAULT 0,
     connections_failed INTEGER NOT NULL DEFAULT 0,
-    pid                INTEGER -- the process running it, to find runs a crash left open
+    pid                INTEGER, -- the process running it, to find runs a crash left open
+    -- schema 3: connections not attempted because they need re-login, and
+    -- connections whose refresh token dies within SYNCER_REFRESH_WARN
+    connections_skipped INTEGER NOT NULL DEFAULT 0,
+    connections_warned  INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE IF NOT EXISTS sync_result (
@@ -122,7 +127,21 @@ CREATE TABLE IF NOT EXISTS sync_result (
     PRIMARY KEY (run_id, connection_id)
 );
 
+-- What the notifications last announced for each connection (schema 3), so
+-- a restart does not announce a change again. condition is ok, failing or
+-- reauth_required; refresh_warned_for is the refresh token expiry already
+-- warned about.
+CREATE TABLE IF NOT EXISTS notify_state (
+    connection_id      INTEGER PRIMARY KEY REFERENCES connection (id),
+    condition          TEXT NOT NULL DEFAULT 'ok',
+    refresh_warned_for TEXT,
+    updated_at         TEXT NOT NULL
+);
+
 CREATE INDEX IF NOT EXISTS sync_run_unfinished ON sync_run (id) WHERE finished_at IS NULL;
+-- A connection's results by status (schema 3): its last success and the
+-- failures since, for the metrics and notifications after every run.
+CREATE INDEX IF NOT EXISTS sync_result_by_connection ON sync_result (connection_id, status, run_id);
 
 -- The reporting surface.
 --
@@ -133,7 +152,7 @@ CREATE INDEX IF NOT EXISTS sync_run_unfinished ON sync_run (id) WHERE finished_a
 DROP VIEW IF EXISTS connections;
 CREATE VIEW connections AS
 SELECT name, provider, base_url, state, access_expires_at, refresh_expires_at,
-       last_success_at, last_error, created_at, id AS connection_id
+       last_success_at, last_error, created_at, id AS connection_id, state_since
 FROM connection;
 
 DROP VIEW IF EXISTS everreal_users;
@@ -202,7 +221,8 @@ WHERE i.connection_id = latest.id
 
 DROP VIEW IF EXISTS sync_runs;
 CREATE VIEW sync_runs AS
-SELECT id, trigger, started_at, finished_at, status, connections_ok, connections_failed
+SELECT id, trigger, started_at, finished_at, status, connections_ok, connections_failed,
+       connections_skipped, connections_warned
 FROM sync_run;
 
 DROP VIEW IF EXISTS sync_results;

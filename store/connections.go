@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/syncerhq/syncer/sync/provider"
+	"github.com/syncerhq/syncer/secret"
 )
 
 // Connection states.
@@ -30,16 +30,20 @@ type Connection struct {
 	LastSuccessAt    time.Time
 	LastError        string
 	CreatedAt        time.Time
+	// StateSince is when State last changed; zero when not known (a
+	// connection older than schema 3 that has stayed active).
+	StateSince time.Time
 }
 
 const connectionColumns = `id, name, provider, base_url, state, access_expires_at,
-	refresh_expires_at, last_success_at, coalesce(last_error, ''), created_at`
+	refresh_expires_at, last_success_at, coalesce(last_error, ''), created_at, state_since`
 
 func scanConnection(sc interface{ Scan(...any) error }) (Connection, error) {
 	var c Connection
-	var accessExp, refreshExp, lastSuccess, created sql.NullString
+	var accessExp, refreshExp, lastSuccess, created, since sql.NullString
 	err := sc.Scan(&c.ID, &c.Name, &c.Provider, &c.BaseURL, &c.State, &accessExp, &refreshExp,
-		&lastSuccess, &c.LastError, &created)
+		&lastSuccess, &c.LastError, &created, &since)
+	c.StateSince = parseTime(since)
 	c.AccessExpiresAt = parseTime(accessExp)
 	c.RefreshExpiresAt = parseTime(refreshExp)
 	c.LastSuccessAt = parseTime(lastSuccess)
@@ -71,7 +75,7 @@ func (s *Store) ConnectionByName(ctx context.Context, name string) (Connection, 
 	row := s.snapshots.QueryRowContext(ctx, "SELECT "+connectionColumns+" FROM connection WHERE name = ?", name)
 	c, err := scanConnection(row)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Connection{}, fmt.Errorf("connection %q: %w (see `syncer status` for the names)", name, ErrNotFound)
+		return Connection{}, fmt.Errorf("connection %q: %w", name, ErrNotFound)
 	}
 	if err != nil {
 		return Connection{}, fileError(filepath.Join(s.dir, SnapshotsFile), "read", err)
@@ -82,7 +86,7 @@ func (s *Store) ConnectionByName(ctx context.Context, name string) (Connection, 
 // Connect creates the named connection, or re-connects an existing one of
 // the same provider (state back to active, error cleared, history kept), and
 // stores its fresh tokens.
-func (s *Store) Connect(ctx context.Context, name, providerName, baseURL string, tok provider.Token) (Connection, error) {
+func (s *Store) Connect(ctx context.Context, name, providerName, baseURL string, tok secret.Token) (Connection, error) {
 	path := filepath.Join(s.dir, SnapshotsFile)
 	tx, err := s.snapshots.begin(ctx)
 	if err != nil {
@@ -103,15 +107,16 @@ func (s *Store) Connect(ctx context.Context, name, providerName, baseURL string,
 	var id int64
 	err = tx.QueryRowContext(ctx, `
 		INSERT INTO connection (name, provider, base_url, state, access_expires_at, refresh_expires_at,
-		                        last_error, created_at, updated_at)
-		VALUES (?, ?, ?, 'active', ?, ?, NULL, ?, ?)
+		                        last_error, created_at, updated_at, state_since)
+		VALUES (?, ?, ?, 'active', ?, ?, NULL, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET
+		    state_since = CASE WHEN state = 'active' THEN state_since ELSE excluded.state_since END,
 		    base_url = excluded.base_url, state = 'active', last_error = NULL,
 		    access_expires_at = excluded.access_expires_at,
 		    refresh_expires_at = excluded.refresh_expires_at,
 		    updated_at = excluded.updated_at
 		RETURNING id`,
-		name, providerName, baseURL, formatTime(tok.AccessExpiresAt), formatTime(tok.RefreshExpiresAt), now, now).Scan(&id)
+		name, providerName, baseURL, formatTime(tok.AccessExpiresAt), formatTime(tok.RefreshExpiresAt), now, now, now).Scan(&id)
 	if err != nil {
 		return Connection{}, fileError(path, "write", err)
 	}
@@ -119,7 +124,7 @@ func (s *Store) Connect(ctx context.Context, name, providerName, baseURL string,
 	// cannot be saved, a re-connected connection keeps its old state
 	// (reauth_required stays reauth_required, so its refused token is never
 	// presented again) and a new one is not created without tokens.
-	if err := s.saveVault(ctx, id, name, tok); err != nil {
+	if err := s.saveVault(ctx, id, name, baseURL, tok); err != nil {
 		return Connection{}, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -134,8 +139,11 @@ func (s *Store) SetState(ctx context.Context, connID int64, state, lastError str
 	if lastError != "" {
 		errText = lastError
 	}
-	_, err := s.snapshots.exec(ctx, `UPDATE connection SET state = ?, last_error = ?, updated_at = ? WHERE id = ?`,
-		state, errText, s.now().Format(TimeFormat), connID)
+	now := s.now().Format(TimeFormat)
+	_, err := s.snapshots.exec(ctx, `UPDATE connection SET
+		    state_since = CASE WHEN state = ?1 THEN state_since ELSE ?3 END,
+		    state = ?1, last_error = ?2, updated_at = ?3 WHERE id = ?4`,
+		state, errText, now, connID)
 	if err != nil {
 		return fileError(filepath.Join(s.dir, SnapshotsFile), "write", err)
 	}
@@ -150,7 +158,8 @@ func (s *Store) Disconnect(ctx context.Context, connID int64) error {
 	}
 	_, err := s.snapshots.exec(ctx, `
 		UPDATE connection SET state = 'disconnected', access_expires_at = NULL,
-		       refresh_expires_at = NULL, updated_at = ? WHERE id = ?`,
+		       state_since = CASE WHEN state = 'disconnected' THEN state_since ELSE ?1 END,
+		       refresh_expires_at = NULL, updated_at = ?1 WHERE id = ?2`,
 		s.now().Format(TimeFormat), connID)
 	if err != nil {
 		return fileError(filepath.Join(s.dir, SnapshotsFile), "write", err)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/syncerhq/syncer/sync/provider"
+	"github.com/syncerhq/syncer/secret"
 )
 
 // Writers of one process queue on the write gate, not in SQLite's busy
@@ -41,7 +41,7 @@ func TestConcurrentWritersOfOneProcessNeverSeeBusy(t *testing.T) {
 			defer wg.Done()
 			for day := range 5 {
 				at := day0.Add(time.Duration(day) * 24 * time.Hour)
-				if err := s.SaveToken(ctx, id, provider.Token{Refresh: provider.Secret(fmt.Sprintf("r%d-%d", i, day))}); err != nil {
+				if err := s.SaveToken(ctx, id, secret.Token{Refresh: secret.Secret(fmt.Sprintf("r%d-%d", i, day))}); err != nil {
 					errs <- err
 					return
 				}

@@ -29,7 +29,7 @@ func (s *Store) LockConnection(ctx context.Context, connID int64, wait time.Dura
 		return nil, fileError(dir, "create", err)
 	}
 	path := filepath.Join(dir, "connection-"+strconv.FormatInt(connID, 10)+".lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fileError(path, "open", err)
 	}
@@ -49,7 +49,7 @@ func (s *Store) LockConnection(ctx context.Context, connID int64, wait time.Dura
 		}
 		if !time.Now().Before(deadline) {
 			f.Close()
-			return nil, fmt.Errorf("%w: gave up after %s waiting for %s (raise SYNCER_LOCK_TIMEOUT, or let the other run finish)", ErrLockTimeout, wait, path)
+			return nil, fmt.Errorf("%w: gave up after %s waiting for %s", ErrLockTimeout, wait, path)
 		}
 		t := time.NewTimer(min(delay, time.Until(deadline)))
 		select {

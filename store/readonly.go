@@ -8,10 +8,16 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
+
+// ErrNoDatabase is wrapped by the error of a reader opening a data
+// directory where no sync ever wrote.
+var ErrNoDatabase = errors.New("does not exist yet")
 
 // OpenReports opens snapshots.db read-only, for `syncer query` and other
 // readers: SQLite itself refuses any write (mode=ro), whatever the SQL says.
@@ -20,10 +26,14 @@ func OpenReports(ctx context.Context, dir string) (*sql.DB, error) {
 }
 
 func openReadOnly(ctx context.Context, dir string, pragmas ...string) (*sql.DB, error) {
-	path := filepath.Join(dir, SnapshotsFile)
+	return openReadOnlyFile(ctx, dir, SnapshotsFile, pragmas...)
+}
+
+func openReadOnlyFile(ctx context.Context, dir, file string, pragmas ...string) (*sql.DB, error) {
+	path := filepath.Join(dir, file)
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("store: %s does not exist yet: run `syncer -once` (or `syncer demo`) first, or set SYNCER_DATA_DIR", path)
+			return nil, fmt.Errorf("store: %s %w", path, ErrNoDatabase)
 		}
 		return nil, fileError(path, "open", err)
 	}
@@ -33,6 +43,10 @@ func openReadOnly(ctx context.Context, dir string, pragmas ...string) (*sql.DB, 
 	}
 	var n int
 	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+		db.Close()
+		return nil, fileError(path, "open", err)
+	}
+	if err := checkOpened(ctx, db, path); err != nil {
 		db.Close()
 		return nil, fileError(path, "open", err)
 	}
@@ -86,46 +100,68 @@ func (r *Reader) Close() error {
 // neither wait for it nor change what it copies), and it needs only read
 // access: a member of the reporting group can take one. The copy is
 // compact (no free pages, no WAL) and mode 0640. tokens.db is never copied:
-// back it up separately, and keep that copy as secret as the original.
+// back it up separately (BackupTokens), and keep that copy as secret as the
+// original.
 func Backup(ctx context.Context, dir, path string) (size int64, err error) {
+	return backupFile(ctx, dir, SnapshotsFile, path, 0o640)
+}
+
+// BackupTokens writes a consistent copy of tokens.db to path the same way,
+// mode 0600 (never readable by anyone but its owner), never over an
+// existing file. The tokens in it are encrypted if the vault's are (with
+// the same key: back the key up apart from this copy).
+func BackupTokens(ctx context.Context, dir, path string) (size int64, err error) {
+	return backupFile(ctx, dir, TokensFile, path, 0o600)
+}
+
+// backupFile makes the copy in a private directory (0700) beside path,
+// then links it to path, which never replaces anything: nothing is ever
+// written through path itself, so a link someone swaps in there cannot
+// redirect the copy.
+func backupFile(ctx context.Context, dir, file, path string, mode os.FileMode) (size int64, err error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return 0, fmt.Errorf("backup: %s: %w", path, err)
 	}
-	// Create the file first, exclusively: it is born 0640 whatever the
-	// umask, and an existing file is never overwritten. VACUUM INTO accepts
-	// an empty file.
-	f, err := os.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-	if errors.Is(err, os.ErrExist) {
+	if _, err := os.Lstat(abs); err == nil {
 		return 0, fmt.Errorf("backup: %s already exists; choose a new file name", path)
 	}
+	tmpDir, err := os.MkdirTemp(filepath.Dir(abs), ".syncer-backup-")
 	if err != nil {
 		return 0, fileError(abs, "back up to", err)
 	}
-	f.Close()
-	defer func() {
-		if err != nil {
-			os.Remove(abs)
-		}
-	}()
-	if err := os.Chmod(abs, 0o640); err != nil {
-		return 0, fileError(abs, "back up to", err)
-	}
-	db, err := openReadOnly(ctx, dir, "busy_timeout(5000)")
+	defer os.RemoveAll(tmpDir)
+	tmp := filepath.Join(tmpDir, file)
+	db, err := openReadOnlyFile(ctx, dir, file, "busy_timeout(5000)")
 	if err != nil {
 		return 0, err
 	}
 	defer db.Close()
-	// A plain path, never a URI: abs starts with "/", so a name such as
+	// A plain path, never a URI: tmp starts with "/", so a name such as
 	// "file:x?mode=memory" cannot turn into something else.
-	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", abs); err != nil {
+	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", tmp); err != nil {
 		return 0, fileError(abs, "back up to", err)
 	}
-	if err := checkCopy(ctx, abs); err != nil {
+	f, err := os.OpenFile(tmp, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return 0, fileError(abs, "back up to", err)
+	}
+	defer f.Close()
+	if err := f.Chmod(mode); err != nil {
+		return 0, fileError(abs, "back up to", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return 0, fileError(abs, "back up to", err)
+	}
+	if err := checkCopy(ctx, tmp); err != nil {
 		return 0, err
 	}
-	st, err := os.Stat(abs)
-	if err != nil {
+	// link(2) fails if path exists, whatever is there, link or not.
+	if err := os.Link(tmp, abs); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return 0, fmt.Errorf("backup: %s already exists; choose a new file name", path)
+		}
 		return 0, fileError(abs, "back up to", err)
 	}
 	return st.Size(), nil
@@ -147,4 +183,40 @@ func checkCopy(ctx context.Context, path string) error {
 		return fmt.Errorf("backup: %s failed its check: %s", path, res)
 	}
 	return nil
+}
+
+// ReadConnections lists the connections from the data directory's
+// snapshots.db opened read-only: it needs read access to that file alone (a
+// member of the reporting group), never writes, never migrates, and never
+// creates the directory or a database. A database of an older schema is
+// read as it is.
+func ReadConnections(ctx context.Context, dir string) ([]Connection, error) {
+	db, err := OpenReports(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	path := filepath.Join(dir, SnapshotsFile)
+	var hasSince int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info('connection') WHERE name = 'state_since'").Scan(&hasSince); err != nil {
+		return nil, fileError(path, "read", err)
+	}
+	cols := connectionColumns
+	if hasSince == 0 {
+		cols = strings.Replace(cols, "state_since", "NULL", 1)
+	}
+	rows, err := db.QueryContext(ctx, "SELECT "+cols+" FROM connection ORDER BY name")
+	if err != nil {
+		return nil, fileError(path, "read", err)
+	}
+	defer rows.Close()
+	var out []Connection
+	for rows.Next() {
+		c, err := scanConnection(rows)
+		if err != nil {
+			return nil, fileError(path, "read", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }

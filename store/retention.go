@@ -140,6 +140,9 @@ type WALCheckpoint struct {
 	// Frames is the WAL's length in frames (pages) before truncation, and
 	// Checkpointed how many of them are now in the database file.
 	Frames, Checkpointed int
+	// Readers, when Busy, names the other processes holding a read lock
+	// on the WAL ("pid N (command) uid U"), where the system tells.
+	Readers []string
 }
 
 // Checkpoint copies both databases' WALs back into the database files and,
@@ -170,6 +173,9 @@ func (s *Store) Checkpoint(ctx context.Context) ([]WALCheckpoint, error) {
 			return out, fileError(filepath.Join(s.dir, d.file), "checkpoint", err)
 		}
 		c.File = d.file
+		if c.Busy {
+			c.Readers = walReaders(s.dir, d.file)
+		}
 		out = append(out, c)
 	}
 	return out, nil

@@ -65,6 +65,18 @@ func (s *Store) FinishRun(ctx context.Context, runID int64, status string, ok, f
 	return nil
 }
 
+// RecordRunAttention records how many connections of a run were not
+// attempted because they need re-login, and how many have a refresh token
+// dying soon.
+func (s *Store) RecordRunAttention(ctx context.Context, runID int64, skipped, warned int) error {
+	_, err := s.snapshots.exec(ctx, `UPDATE sync_run SET connections_skipped = ?, connections_warned = ? WHERE id = ?`,
+		skipped, warned, runID)
+	if err != nil {
+		return fileError(filepath.Join(s.dir, SnapshotsFile), "record run in", err)
+	}
+	return nil
+}
+
 // CloseAbandonedRuns marks as interrupted the runs a crashed process left
 // open (no finished_at, and their process is gone), so no run looks like it
 // is still going. It returns how many it closed.

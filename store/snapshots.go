@@ -34,8 +34,7 @@ type EstateGuruSnapshot struct {
 	Currency  string
 	CashCents int64
 	// Investments yields the portfolio's lines in the answer's order; it
-	// is read once, as the rows are written, so a caller may still be
-	// decoding them (estateguru.Stream). An error ends the save with
+	// is read once, as the rows are written. An error ends the save with
 	// nothing of it stored. A sequence rather than a slice also spares a
 	// caller holding its own decoded type a copy: for 100,000 investments
 	// that copy was 11 MB and 50-100 ms.
@@ -69,7 +68,7 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 	if err != nil {
 		return err
 	}
-	return s.writeSnapshot(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
+	err = s.writeSnapshot(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
 		at := period.UTC().Format(TimeFormat)
 		if _, err := tx.ExecContext(ctx, "DELETE FROM everreal_snapshot WHERE connection_id = ? AND snapshot_at = ?", connID, at); err != nil {
 			return err
@@ -99,6 +98,10 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 		}
 		return recordSuccess(ctx, tx, connID, fetchedAt)
 	})
+	if err == nil {
+		s.rows.add("everreal", 1+int64(len(snap.Companies)))
+	}
+	return err
 }
 
 // SaveEstateGuru upserts the connection's portfolio snapshot for the period
@@ -110,6 +113,7 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 // once. The rows' foreign key on that snapshot is checked at the commit
 // (defer_foreign_keys) instead of at each row.
 func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetchedAt time.Time, snap EstateGuruSnapshot) error {
+	var written int64
 	err := s.writeSnapshot(ctx, func(conn *sql.Conn, tx *sql.Tx) error {
 		at := period.UTC().Format(TimeFormat)
 		// The cascade removes the period's old investments with it.
@@ -135,8 +139,12 @@ func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetche
 		if err != nil {
 			return err
 		}
+		written = 1 + count
 		return recordSuccess(ctx, tx, connID, fetchedAt)
 	})
+	if err == nil {
+		s.rows.add("estateguru", written)
+	}
 	// The sequence's own error is the caller's, not a fault of the file.
 	if se, ok := errors.AsType[sequenceError](err); ok {
 		return se.err

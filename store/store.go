@@ -14,10 +14,12 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	syncer "github.com/syncerhq/syncer"
@@ -46,6 +48,36 @@ type Store struct {
 
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+
+	rows rowCounter
+}
+
+// rowCounter counts the snapshot rows committed, by provider.
+type rowCounter struct {
+	mu sync.Mutex
+	n  map[string]int64
+}
+
+func (r *rowCounter) add(provider string, n int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == nil {
+		r.n = map[string]int64{}
+	}
+	r.n[provider] += n
+}
+
+// RowsWritten returns how many snapshot rows (a snapshot row and its
+// companies or investments) this Store has committed since it was opened,
+// by provider.
+func (s *Store) RowsWritten() map[string]int64 {
+	s.rows.mu.Lock()
+	defer s.rows.mu.Unlock()
+	out := make(map[string]int64, len(s.rows.n))
+	for k, v := range s.rows.n {
+		out[k] = v
+	}
+	return out
 }
 
 // Options tune Open.
@@ -64,8 +96,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 10 * time.Second
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("store: create data directory %s: %w", dir, err)
+	if err := checkDataDir(dir); err != nil {
+		return nil, err
 	}
 	s := &Store{dir: dir, Now: time.Now}
 	var err error
@@ -153,7 +185,35 @@ func DSN(path string, pragmas []string, extra url.Values) string {
 			q.Add(k, v)
 		}
 	}
-	return "file:" + path + "?" + q.Encode()
+	return "file:" + escapePath(path) + "?" + q.Encode()
+}
+
+// escapePath makes a file path safe inside a file: URI: "%", "?" and "#"
+// (and anything else a URI path cannot hold) are percent-encoded, which
+// SQLite decodes, so SYNCER_DATA_DIR=/srv/a%41 or /srv/a#b opens the file
+// it names, not another. A leading "//" would read as an authority, so the
+// path is cleaned first.
+func escapePath(path string) string {
+	return (&url.URL{Path: filepath.Clean(path)}).EscapedPath()
+}
+
+// checkOpened asks SQLite which file it opened (PRAGMA database_list) and
+// fails unless it is the one at path.
+func checkOpened(ctx context.Context, db *sql.DB, path string) error {
+	var seq int
+	var name, file string
+	if err := db.QueryRowContext(ctx, "PRAGMA database_list").Scan(&seq, &name, &file); err != nil {
+		return err
+	}
+	want, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	got, err := os.Stat(file)
+	if err != nil || !os.SameFile(got, want) {
+		return fmt.Errorf("SQLite opened %q, not the file meant", file)
+	}
+	return nil
 }
 
 // snapshotsPageSize is the page size a new snapshots.db is created with.
@@ -183,17 +243,10 @@ type dbOptions struct {
 func openDB(ctx context.Context, path string, o dbOptions) (*sql.DB, error) {
 	// Create the file ourselves so it is born with the right mode whatever
 	// the umask; SQLite gives the -wal and -shm files the same mode.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, o.mode)
+	// It is opened without following a link and checked (trust.go).
+	fi, err := openDataFile(path, o.mode)
 	if err != nil {
-		return nil, fileError(path, "open", err)
-	}
-	fi, err := f.Stat()
-	f.Close()
-	if err != nil {
-		return nil, fileError(path, "open", err)
-	}
-	if err := os.Chmod(path, o.mode); err != nil {
-		return nil, fileError(path, "set mode on", err)
+		return nil, err
 	}
 	if fi.Size() == 0 && o.newPageSize > 0 {
 		if err := initPageSize(ctx, path, o.newPageSize, o.busy); err != nil {
@@ -215,6 +268,10 @@ func openDB(ctx context.Context, path string, o dbOptions) (*sql.DB, error) {
 	}
 	db := sql.OpenDB(connector)
 	if err := checkPragmas(ctx, db, o.synchronous); err != nil {
+		db.Close()
+		return nil, fileError(path, "open", err)
+	}
+	if err := checkOpened(ctx, db, path); err != nil {
 		db.Close()
 		return nil, fileError(path, "open", err)
 	}
@@ -268,28 +325,53 @@ func checkPragmas(ctx context.Context, db *sql.DB, synchronous string) error {
 	return db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n)
 }
 
-// fileError names the file and says what to do, for the errors a person can
+// FileProblem is what a person can fix about a file the store could not
+// use.
+type FileProblem int
+
+const (
+	ProblemOther       FileProblem = iota // none of the below: a fault to report
+	ProblemDamaged                        // not a database, or corrupt
+	ProblemNotWritable                    // no permission, a read-only file or directory
+	ProblemDiskFull                       // no space left
+)
+
+// FileError is an error using one of the store's files: it names the file
+// and says which problem it was, for the command to say what to do.
+type FileError struct {
+	Op, Path string
+	Problem  FileProblem
+	Err      error
+}
+
+func (e *FileError) Error() string { return "store: " + e.Op + " " + e.Path + ": " + e.Err.Error() }
+func (e *FileError) Unwrap() error { return e.Err }
+
+// fileError names the file and the problem, for the errors a person can
 // fix: a corrupt file, no permission, a full disk, a read-only directory.
 func fileError(path, op string, err error) error {
+	err = withoutPath(err, path)
 	msg := err.Error()
-	hint := ""
+	problem := ProblemOther
 	switch {
 	case strings.Contains(msg, "not a database"), strings.Contains(msg, "malformed"), strings.Contains(msg, "corrupt"):
-		switch filepath.Base(path) {
-		case TokensFile:
-			hint = "the file is damaged: restore it from a backup; without it every connection must be connected again (syncer connect); snapshots.db is untouched"
-		default:
-			hint = "the file is damaged: restore it from a backup (syncer backup makes them); moved aside, syncer starts an empty one and every connection must be connected again; tokens.db is untouched"
-		}
+		problem = ProblemDamaged
 	case errors.Is(err, os.ErrPermission), strings.Contains(msg, "readonly"), strings.Contains(msg, "read-only"), strings.Contains(msg, "permission denied"):
-		hint = "syncer cannot write there: check the owner and mode of the data directory (SYNCER_DATA_DIR)"
+		problem = ProblemNotWritable
 	case strings.Contains(msg, "disk is full"), strings.Contains(msg, "no space"), noSpaceLeft(path):
-		hint = "the disk is full: free space and run again"
+		problem = ProblemDiskFull
 	}
-	if hint != "" {
-		return fmt.Errorf("store: %s %s: %w (%s)", op, path, err, hint)
+	return &FileError{Op: op, Path: path, Problem: problem, Err: err}
+}
+
+// withoutPath drops the path from an *fs.PathError about path, so a
+// message that names the path itself says it once.
+func withoutPath(err error, path string) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && (pe.Path == path || filepath.Dir(pe.Path) == path || pe.Path == filepath.Dir(path)) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
 	}
-	return fmt.Errorf("store: %s %s: %w", op, path, err)
+	return err
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -309,6 +391,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	if version == syncer.SchemaVersion {
 		return nil
 	}
+	if err := addColumns(ctx, tx); err != nil {
+		return fileError(path, "migrate", err)
+	}
 	if _, err := tx.ExecContext(ctx, syncer.Schema); err != nil {
 		return fileError(path, "migrate", err)
 	}
@@ -317,6 +402,36 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fileError(path, "migrate", err)
+	}
+	return nil
+}
+
+// addColumns adds the columns of syncer.AddedColumns that an existing table
+// lacks (a new database gets them from schema.sql). A connection whose state
+// is not active gets its last update as the time its state began.
+func addColumns(ctx context.Context, tx *writeTx) error {
+	for _, c := range syncer.AddedColumns {
+		var tableExists, has int
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", c.Table).Scan(&tableExists); err != nil {
+			return err
+		}
+		if tableExists == 0 {
+			continue
+		}
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info(?) WHERE name = ?", c.Table, c.Column).Scan(&has); err != nil {
+			return err
+		}
+		if has > 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", c.Table, c.Column, c.Decl)); err != nil {
+			return err
+		}
+		if c.Table == "connection" && c.Column == "state_since" {
+			if _, err := tx.ExecContext(ctx, "UPDATE connection SET state_since = updated_at WHERE state <> 'active'"); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

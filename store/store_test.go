@@ -12,7 +12,7 @@ import (
 	"time"
 
 	syncer "github.com/syncerhq/syncer"
-	"github.com/syncerhq/syncer/sync/provider"
+	"github.com/syncerhq/syncer/secret"
 )
 
 var day0 = time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
@@ -29,7 +29,7 @@ func openStore(t *testing.T, dir string) *Store {
 
 func connect(t *testing.T, s *Store, name, prov string) int64 {
 	t.Helper()
-	c, err := s.Connect(context.Background(), name, prov, "https://"+name+".example", provider.Token{Refresh: "r-" + provider.Secret(name)})
+	c, err := s.Connect(context.Background(), name, prov, "https://"+name+".example", secret.Token{Refresh: "r-" + secret.Secret(name)})
 	if err != nil {
 		t.Fatal(err)
 	}

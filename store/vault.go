@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/syncerhq/syncer/sync/provider"
+	"github.com/syncerhq/syncer/secret"
 )
 
 // vaultSchema is tokens.db. It lives here, not in schema.sql, because no
@@ -27,24 +27,34 @@ CREATE TABLE IF NOT EXISTS token (
     access_expires_at  TEXT,
     refresh_expires_at TEXT,
     generation         INTEGER NOT NULL DEFAULT 1, -- +1 on every save
-    updated_at         TEXT NOT NULL
+    updated_at         TEXT NOT NULL,
+    -- The provider base URL the tokens were issued by. A sync sends them
+    -- only there, and only while connection.base_url in snapshots.db (a file
+    -- the reporting group reads and its backups travel) says the same.
+    base_url           TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS vault_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-PRAGMA user_version = 1;
 `
+
+// vaultVersion is tokens.db's schema version (PRAGMA user_version).
+// 1: tokens. 2: base_url beside them, in the AEAD's additional data.
+const vaultVersion = 2
 
 // ErrNoToken is returned for a connection with no stored tokens.
 var ErrNoToken = errors.New("no tokens stored")
 
 // StoredToken is a connection's tokens as the vault holds them.
 type StoredToken struct {
-	provider.Token
+	secret.Token
 	// Generation rises by one on every save; the sync loop compares it to
 	// notice that another process refreshed while it waited for the lock.
 	Generation int64
+	// BaseURL is the provider URL the tokens were issued by, as tokens.db
+	// holds it ("" if unknown): the only place they may be sent.
+	BaseURL string
 }
 
 func (s *Store) migrateVault(ctx context.Context) error {
@@ -53,21 +63,67 @@ func (s *Store) migrateVault(ctx context.Context) error {
 	if err := s.tokens.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return fileError(path, "migrate", err)
 	}
-	if version > 1 {
-		return fmt.Errorf("store: %s has schema version %d, newer than this syncer knows (1): run the newer syncer", path, version)
+	if version > vaultVersion {
+		return fmt.Errorf("store: %s has schema version %d, newer than this syncer knows (%d): run the newer syncer", path, version, vaultVersion)
 	}
-	if version == 1 {
+	if version == vaultVersion {
 		return nil
+	}
+	// Version 1 knew no base URL: each token takes its connection's
+	// current one, once, here. From now on only a re-connect changes it.
+	urls := map[int64]string{}
+	if version == 1 {
+		rows, err := s.snapshots.QueryContext(ctx, "SELECT id, base_url FROM connection")
+		if err != nil {
+			return fileError(filepath.Join(s.dir, SnapshotsFile), "read", err)
+		}
+		for rows.Next() {
+			var id int64
+			var u string
+			if err := rows.Scan(&id, &u); err != nil {
+				rows.Close()
+				return fileError(filepath.Join(s.dir, SnapshotsFile), "read", err)
+			}
+			urls[id] = u
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fileError(filepath.Join(s.dir, SnapshotsFile), "read", err)
+		}
 	}
 	tx, err := s.tokens.begin(ctx)
 	if err != nil {
 		return fileError(path, "migrate", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, vaultSchema); err != nil {
+	// Another process may have migrated while this one waited for the lock.
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return fileError(path, "migrate", err)
 	}
-	return tx.Commit()
+	switch version {
+	case vaultVersion:
+		return nil
+	case 0:
+		if _, err := tx.ExecContext(ctx, vaultSchema); err != nil {
+			return fileError(path, "migrate", err)
+		}
+	case 1:
+		if _, err := tx.ExecContext(ctx, "ALTER TABLE token ADD COLUMN base_url TEXT NOT NULL DEFAULT ''"); err != nil {
+			return fileError(path, "migrate", err)
+		}
+		for id, u := range urls {
+			if _, err := tx.ExecContext(ctx, "UPDATE token SET base_url = ? WHERE connection_id = ?", u, id); err != nil {
+				return fileError(path, "migrate", err)
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", vaultVersion)); err != nil {
+		return fileError(path, "migrate", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fileError(path, "migrate", err)
+	}
+	return nil
 }
 
 // Token returns a connection's stored tokens.
@@ -77,10 +133,11 @@ func (s *Store) Token(ctx context.Context, connID int64) (StoredToken, error) {
 		accessExp, refreshExp sql.NullString
 		accessNull            sql.NullString
 		generation            int64
+		baseURL               string
 	)
 	err := s.tokens.QueryRowContext(ctx, `
-		SELECT refresh_token, access_token, access_expires_at, refresh_expires_at, generation
-		FROM token WHERE connection_id = ?`, connID).Scan(&refresh, &accessNull, &accessExp, &refreshExp, &generation)
+		SELECT refresh_token, access_token, access_expires_at, refresh_expires_at, generation, base_url
+		FROM token WHERE connection_id = ?`, connID).Scan(&refresh, &accessNull, &accessExp, &refreshExp, &generation, &baseURL)
 	if errors.Is(err, sql.ErrNoRows) {
 		return StoredToken{}, ErrNoToken
 	}
@@ -88,20 +145,21 @@ func (s *Store) Token(ctx context.Context, connID int64) (StoredToken, error) {
 		return StoredToken{}, fileError(filepath.Join(s.dir, TokensFile), "read tokens from", err)
 	}
 	access = accessNull.String
-	if refresh, err = s.cipher.open(connID, "refresh_token", refresh); err != nil {
+	if refresh, err = s.cipher.open(connID, "refresh_token", baseURL, refresh); err != nil {
 		return StoredToken{}, err
 	}
-	if access, err = s.cipher.open(connID, "access_token", access); err != nil {
+	if access, err = s.cipher.open(connID, "access_token", baseURL, access); err != nil {
 		return StoredToken{}, err
 	}
 	return StoredToken{
-		Token: provider.Token{
-			Access:           provider.Secret(access),
-			Refresh:          provider.Secret(refresh),
+		Token: secret.Token{
+			Access:           secret.Secret(access),
+			Refresh:          secret.Secret(refresh),
 			AccessExpiresAt:  parseTime(accessExp),
 			RefreshExpiresAt: parseTime(refreshExp),
 		},
 		Generation: generation,
+		BaseURL:    baseURL,
 	}, nil
 }
 
@@ -109,7 +167,7 @@ func (s *Store) Token(ctx context.Context, connID int64) (StoredToken, error) {
 // synchronous=FULL: once this returns, a power cut cannot lose them), then
 // mirrors their expiry times, never the tokens, into snapshots.db for status
 // and the connections view.
-func (s *Store) SaveToken(ctx context.Context, connID int64, tok provider.Token) error {
+func (s *Store) SaveToken(ctx context.Context, connID int64, tok secret.Token) error {
 	if tok.Refresh.IsZero() {
 		return errors.New("store: refusing to save a token set without a refresh token")
 	}
@@ -117,35 +175,46 @@ func (s *Store) SaveToken(ctx context.Context, connID int64, tok provider.Token)
 	if err := s.snapshots.QueryRowContext(ctx, "SELECT name FROM connection WHERE id = ?", connID).Scan(&name); err != nil {
 		return fmt.Errorf("store: connection %d: %w", connID, err)
 	}
-	if err := s.saveVault(ctx, connID, name, tok); err != nil {
+	if err := s.saveVault(ctx, connID, name, "", tok); err != nil {
 		return err
 	}
 	return s.mirrorExpiry(ctx, connID, tok)
 }
 
-func (s *Store) saveVault(ctx context.Context, connID int64, name string, tok provider.Token) error {
+// saveVault stores a connection's tokens, issued by baseURL; "" keeps the
+// base URL already stored (a refresh goes to the same provider).
+func (s *Store) saveVault(ctx context.Context, connID int64, name, baseURL string, tok secret.Token) error {
 	path := filepath.Join(s.dir, TokensFile)
-	refresh, err := s.cipher.seal(connID, "refresh_token", tok.Refresh.Reveal())
-	if err != nil {
-		return err
-	}
-	var access any
-	if !tok.Access.IsZero() {
-		a, err := s.cipher.seal(connID, "access_token", tok.Access.Reveal())
-		if err != nil {
-			return err
-		}
-		access = a
-	}
 	tx, err := s.tokens.begin(ctx)
 	if err != nil {
 		return fileError(path, "save tokens to", err)
 	}
 	defer tx.Rollback()
+	if err := s.checkKeyUnchanged(ctx, tx); err != nil {
+		return err
+	}
+	if baseURL == "" {
+		err := tx.QueryRowContext(ctx, "SELECT base_url FROM token WHERE connection_id = ?", connID).Scan(&baseURL)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fileError(path, "save tokens to", err)
+		}
+	}
+	refresh, err := s.cipher.seal(connID, "refresh_token", baseURL, tok.Refresh.Reveal())
+	if err != nil {
+		return err
+	}
+	var access any
+	if !tok.Access.IsZero() {
+		a, err := s.cipher.seal(connID, "access_token", baseURL, tok.Access.Reveal())
+		if err != nil {
+			return err
+		}
+		access = a
+	}
 	_, err = tx.ExecContext(ctx, `
 		INSERT INTO token (connection_id, connection_name, refresh_token, access_token,
-		                   access_expires_at, refresh_expires_at, generation, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, 1, ?)
+		                   access_expires_at, refresh_expires_at, generation, updated_at, base_url)
+		VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)
 		ON CONFLICT (connection_id) DO UPDATE SET
 		    connection_name = excluded.connection_name,
 		    refresh_token = excluded.refresh_token,
@@ -153,9 +222,10 @@ func (s *Store) saveVault(ctx context.Context, connID int64, name string, tok pr
 		    access_expires_at = excluded.access_expires_at,
 		    refresh_expires_at = excluded.refresh_expires_at,
 		    generation = token.generation + 1,
-		    updated_at = excluded.updated_at`,
+		    updated_at = excluded.updated_at,
+		    base_url = excluded.base_url`,
 		connID, name, refresh, access, formatTime(tok.AccessExpiresAt), formatTime(tok.RefreshExpiresAt),
-		s.now().Format(TimeFormat))
+		s.now().Format(TimeFormat), baseURL)
 	if err != nil {
 		return fileError(path, "save tokens to", err)
 	}
@@ -165,7 +235,7 @@ func (s *Store) saveVault(ctx context.Context, connID int64, name string, tok pr
 	return nil
 }
 
-func (s *Store) mirrorExpiry(ctx context.Context, connID int64, tok provider.Token) error {
+func (s *Store) mirrorExpiry(ctx context.Context, connID int64, tok secret.Token) error {
 	_, err := s.snapshots.exec(ctx, `
 		UPDATE connection SET access_expires_at = ?, refresh_expires_at = ?, updated_at = ?
 		WHERE id = ?`,
@@ -191,18 +261,32 @@ func (s *Store) DeleteToken(ctx context.Context, connID int64) error {
 
 // ErrTokenKey marks the errors of a missing or wrong token key: a
 // configuration to fix, not a fault of the files. It adds nothing to their
-// text.
-var ErrTokenKey = tokenKeyError{}
+// text. ErrNoTokenKey, one kind of it, marks an encrypted vault opened
+// without a key.
+var (
+	ErrTokenKey   error = tokenKeyError{}
+	ErrNoTokenKey error = tokenKeyError{missing: true}
+)
 
-type tokenKeyError struct{}
+type tokenKeyError struct{ missing bool }
 
 func (tokenKeyError) Error() string { return "" }
+
+// Is makes every token key error an ErrTokenKey.
+func (tokenKeyError) Is(target error) bool { return target == ErrTokenKey }
 
 // tokenCipher seals token columns with AES-256-GCM. A nil *tokenCipher
 // stores plain text (the vault file is still 0600).
 type tokenCipher struct{ aead cipher.AEAD }
 
-const sealedPrefix = "gcm1:"
+// Sealed values carry a prefix saying what their additional data holds:
+// gcm1, the row and column; gcm2 (vault version 2), the base URL too, so a
+// token whose base_url was changed in tokens.db does not open. gcm1 values
+// are re-sealed as gcm2 the first time the key is used.
+const (
+	sealedPrefixV1 = "gcm1:"
+	sealedPrefix   = "gcm2:"
+)
 
 // keyCheckPlain is sealed into vault_meta so a wrong key is caught at open,
 // before any token is read or, worse, overwritten.
@@ -223,13 +307,18 @@ func newTokenCipher(key []byte) (*tokenCipher, error) {
 	return &tokenCipher{aead: aead}, nil
 }
 
-// aad binds a sealed value to its row and column, so a value copied into
-// another connection's row does not open.
-func aad(connID int64, column string) []byte {
-	return []byte(strconv.FormatInt(connID, 10) + "/" + column)
+// aad binds a sealed value to its row, column and provider URL, so a value
+// copied into another connection's row, or moved to another URL, does not
+// open. v1 values were bound to row and column only.
+func aad(prefix string, connID int64, column, baseURL string) []byte {
+	a := strconv.FormatInt(connID, 10) + "/" + column
+	if prefix == sealedPrefixV1 {
+		return []byte(a)
+	}
+	return []byte(a + "/" + baseURL)
 }
 
-func (c *tokenCipher) seal(connID int64, column, plain string) (string, error) {
+func (c *tokenCipher) seal(connID int64, column, baseURL, plain string) (string, error) {
 	if c == nil || plain == "" {
 		return plain, nil
 	}
@@ -237,33 +326,46 @@ func (c *tokenCipher) seal(connID int64, column, plain string) (string, error) {
 	if _, err := rand.Read(nonce); err != nil {
 		return "", err
 	}
-	out := c.aead.Seal(nonce, nonce, []byte(plain), aad(connID, column))
+	out := c.aead.Seal(nonce, nonce, []byte(plain), aad(sealedPrefix, connID, column, baseURL))
 	return sealedPrefix + base64.RawStdEncoding.EncodeToString(out), nil
 }
 
-func (c *tokenCipher) open(connID int64, column, stored string) (string, error) {
-	if !strings.HasPrefix(stored, sealedPrefix) {
+// sealedWith returns the prefix of a sealed value, or "" for plain text.
+func sealedWith(stored string) string {
+	for _, p := range []string{sealedPrefix, sealedPrefixV1} {
+		if strings.HasPrefix(stored, p) {
+			return p
+		}
+	}
+	return ""
+}
+
+func (c *tokenCipher) open(connID int64, column, baseURL, stored string) (string, error) {
+	prefix := sealedWith(stored)
+	if prefix == "" {
 		if c != nil && stored != "" {
 			return "", fmt.Errorf("store: %s of connection %d is not encrypted although a token key is set", column, connID)
 		}
 		return stored, nil
 	}
 	if c == nil {
-		return "", fmt.Errorf("store: tokens.db holds encrypted tokens but no key is configured: set SYNCER_TOKEN_KEY_FILE (or the systemd credential token-key) to the key they were sealed with%w", ErrTokenKey)
+		return "", fmt.Errorf("store: tokens.db holds encrypted tokens but no key is configured%w", ErrNoTokenKey)
 	}
-	raw, err := base64.RawStdEncoding.DecodeString(strings.TrimPrefix(stored, sealedPrefix))
+	raw, err := base64.RawStdEncoding.DecodeString(strings.TrimPrefix(stored, prefix))
 	if err != nil || len(raw) < c.aead.NonceSize() {
 		return "", fmt.Errorf("store: %s of connection %d is damaged", column, connID)
 	}
-	plain, err := c.aead.Open(nil, raw[:c.aead.NonceSize()], raw[c.aead.NonceSize():], aad(connID, column))
+	plain, err := c.aead.Open(nil, raw[:c.aead.NonceSize()], raw[c.aead.NonceSize():], aad(prefix, connID, column, baseURL))
 	if err != nil {
-		return "", fmt.Errorf("store: %s of connection %d does not open with the configured token key", column, connID)
+		return "", fmt.Errorf("store: %s of connection %d does not open with the configured token key (or its base_url in tokens.db was changed)", column, connID)
 	}
 	return string(plain), nil
 }
 
 // setTokenKey checks the configured key against the vault and, the first
-// time a key is given, seals the tokens already stored in plain text.
+// time a key is given, seals the tokens already stored in plain text. Values
+// sealed by an older version (gcm1) are re-sealed with the base URL in their
+// additional data.
 func (s *Store) setTokenKey(ctx context.Context, key []byte) error {
 	path := filepath.Join(s.dir, TokensFile)
 	var check sql.NullString
@@ -273,7 +375,7 @@ func (s *Store) setTokenKey(ctx context.Context, key []byte) error {
 	}
 	if key == nil {
 		if check.Valid {
-			return fmt.Errorf("store: %s is encrypted but no key is configured: set SYNCER_TOKEN_KEY_FILE (or the systemd credential token-key) to its key%w", path, ErrTokenKey)
+			return fmt.Errorf("store: %s is encrypted but no key is configured%w", path, ErrNoTokenKey)
 		}
 		return nil
 	}
@@ -282,11 +384,11 @@ func (s *Store) setTokenKey(ctx context.Context, key []byte) error {
 		return err
 	}
 	if check.Valid {
-		if _, err := c.open(0, "key_check", check.String); err != nil {
-			return fmt.Errorf("store: the configured token key is not the key %s was encrypted with: use the original key file; a new key cannot read the stored tokens%w", path, ErrTokenKey)
+		if _, err := c.open(0, "key_check", "", check.String); err != nil {
+			return wrongKey(path)
 		}
 		s.cipher = c
-		return nil
+		return s.upgradeSealed(ctx)
 	}
 	// First use of a key: seal what is stored, and the check value, at once.
 	tx, err := s.tokens.begin(ctx)
@@ -300,53 +402,19 @@ func (s *Store) setTokenKey(ctx context.Context, key []byte) error {
 	err = tx.QueryRowContext(ctx, "SELECT value FROM vault_meta WHERE key = 'key_check'").Scan(&check)
 	switch {
 	case err == nil:
-		if _, err := c.open(0, "key_check", check.String); err != nil {
-			return fmt.Errorf("store: the configured token key is not the key %s was encrypted with: use the original key file; a new key cannot read the stored tokens%w", path, ErrTokenKey)
+		if _, err := c.open(0, "key_check", "", check.String); err != nil {
+			return wrongKey(path)
 		}
 		s.cipher = c
-		return nil
+		tx.Rollback()
+		return s.upgradeSealed(ctx)
 	case !errors.Is(err, sql.ErrNoRows):
 		return fileError(path, "encrypt", err)
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT connection_id, refresh_token, coalesce(access_token, '') FROM token")
-	if err != nil {
+	if err := reseal(ctx, tx, nil, c); err != nil {
 		return fileError(path, "encrypt", err)
 	}
-	type row struct {
-		id              int64
-		refresh, access string
-	}
-	var all []row
-	for rows.Next() {
-		var r row
-		if err := rows.Scan(&r.id, &r.refresh, &r.access); err != nil {
-			rows.Close()
-			return fileError(path, "encrypt", err)
-		}
-		all = append(all, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fileError(path, "encrypt", err)
-	}
-	for _, r := range all {
-		refresh, err := c.seal(r.id, "refresh_token", r.refresh)
-		if err != nil {
-			return err
-		}
-		access, err := c.seal(r.id, "access_token", r.access)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, "UPDATE token SET refresh_token = ?, access_token = nullif(?, '') WHERE connection_id = ?", refresh, access, r.id); err != nil {
-			return fileError(path, "encrypt", err)
-		}
-	}
-	sealed, err := c.seal(0, "key_check", keyCheckPlain)
-	if err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO vault_meta (key, value) VALUES ('key_check', ?)", sealed); err != nil {
+	if err := setKeyCheck(ctx, tx, c); err != nil {
 		return fileError(path, "encrypt", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -354,4 +422,156 @@ func (s *Store) setTokenKey(ctx context.Context, key []byte) error {
 	}
 	s.cipher = c
 	return nil
+}
+
+func wrongKey(path string) error {
+	return fmt.Errorf("store: the configured token key is not the key %s was encrypted with: use the original key file; a new key cannot read the stored tokens (syncer rekey changes the key)%w", path, ErrTokenKey)
+}
+
+// setKeyCheck stores the key check value for c, or removes it (c nil).
+func setKeyCheck(ctx context.Context, tx *writeTx, c *tokenCipher) error {
+	if c == nil {
+		_, err := tx.ExecContext(ctx, "DELETE FROM vault_meta WHERE key = 'key_check'")
+		return err
+	}
+	sealed, err := c.seal(0, "key_check", "", keyCheckPlain)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO vault_meta (key, value) VALUES ('key_check', ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, sealed)
+	return err
+}
+
+// upgradeSealed re-seals, in one transaction, the values sealed before the
+// base URL was part of their additional data.
+func (s *Store) upgradeSealed(ctx context.Context) error {
+	path := filepath.Join(s.dir, TokensFile)
+	var n int
+	err := s.tokens.QueryRowContext(ctx, "SELECT count(*) FROM token WHERE refresh_token LIKE 'gcm1:%' OR access_token LIKE 'gcm1:%'").Scan(&n)
+	if err != nil {
+		return fileError(path, "read", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	tx, err := s.tokens.begin(ctx)
+	if err != nil {
+		return fileError(path, "encrypt", err)
+	}
+	defer tx.Rollback()
+	if err := reseal(ctx, tx, s.cipher, s.cipher); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// reseal opens every stored token with from and seals it again with to
+// (nil: plain text), inside tx.
+func reseal(ctx context.Context, tx *writeTx, from, to *tokenCipher) error {
+	rows, err := tx.QueryContext(ctx, "SELECT connection_id, refresh_token, coalesce(access_token, ''), base_url FROM token")
+	if err != nil {
+		return err
+	}
+	type row struct {
+		id                       int64
+		refresh, access, baseURL string
+	}
+	var all []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.id, &r.refresh, &r.access, &r.baseURL); err != nil {
+			rows.Close()
+			return err
+		}
+		all = append(all, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, r := range all {
+		refresh, err := from.open(r.id, "refresh_token", r.baseURL, r.refresh)
+		if err != nil {
+			return err
+		}
+		access, err := from.open(r.id, "access_token", r.baseURL, r.access)
+		if err != nil {
+			return err
+		}
+		if refresh, err = to.seal(r.id, "refresh_token", r.baseURL, refresh); err != nil {
+			return err
+		}
+		if access, err = to.seal(r.id, "access_token", r.baseURL, access); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE token SET refresh_token = ?, access_token = nullif(?, '') WHERE connection_id = ?", refresh, access, r.id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkKeyUnchanged fails when tokens.db's key was changed (syncer rekey)
+// since this process opened it: sealing with the old key now would leave
+// tokens no one can open.
+func (s *Store) checkKeyUnchanged(ctx context.Context, tx *writeTx) error {
+	var check sql.NullString
+	err := tx.QueryRowContext(ctx, "SELECT value FROM vault_meta WHERE key = 'key_check'").Scan(&check)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fileError(filepath.Join(s.dir, TokensFile), "read", err)
+	}
+	ok := !check.Valid && s.cipher == nil
+	if check.Valid && s.cipher != nil {
+		_, err := s.cipher.open(0, "key_check", "", check.String)
+		ok = err == nil
+	}
+	if !ok {
+		return fmt.Errorf("store: the token key of %s was changed (syncer rekey) since this syncer started: restart it with the new key%w", filepath.Join(s.dir, TokensFile), ErrTokenKey)
+	}
+	return nil
+}
+
+// Rekey re-seals every stored token with newKey, in one transaction, and
+// makes it the vault's key: the old key is never needed again. A nil newKey
+// stores the tokens in plain text (the file stays 0600); on a plain vault a
+// key turns encryption on. It returns how many connections' tokens it
+// re-sealed. Other syncer processes still holding the old key refuse to
+// save tokens from then on; restart them with the new key.
+func (s *Store) Rekey(ctx context.Context, newKey []byte) (int, error) {
+	path := filepath.Join(s.dir, TokensFile)
+	var to *tokenCipher
+	if newKey != nil {
+		c, err := newTokenCipher(newKey)
+		if err != nil {
+			return 0, err
+		}
+		to = c
+	}
+	tx, err := s.tokens.begin(ctx)
+	if err != nil {
+		return 0, fileError(path, "re-key", err)
+	}
+	defer tx.Rollback()
+	if err := s.checkKeyUnchanged(ctx, tx); err != nil {
+		return 0, err
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM token").Scan(&n); err != nil {
+		return 0, fileError(path, "re-key", err)
+	}
+	if err := reseal(ctx, tx, s.cipher, to); err != nil {
+		return 0, fmt.Errorf("store: re-key %s: %w (nothing was changed)", path, err)
+	}
+	if err := setKeyCheck(ctx, tx, to); err != nil {
+		return 0, fileError(path, "re-key", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fileError(path, "re-key", err)
+	}
+	s.cipher = to
+	// The old sealed pages leave the WAL now, not at some later checkpoint
+	// (secure_delete overwrites them in the database file itself).
+	_, _ = s.tokens.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
+	return n, nil
 }

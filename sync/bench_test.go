@@ -176,9 +176,9 @@ func BenchmarkRun(b *testing.B) {
 	h := benchHTTP(concurrency)
 	s := &sync.Syncer{
 		Store: st,
-		Clients: sync.Clients{
-			EverReal:   func(string) sync.EverReal { return everRealClient(sb, h) },
-			EstateGuru: func(string) sync.EstateGuru { return estateGuruClient(sb, h) },
+		Providers: sync.Providers{
+			everreal.Name:   func(string) sync.Provider { return sync.EverReal{Client: everRealClient(sb, h)} },
+			estateguru.Name: func(string) sync.Provider { return sync.EstateGuru{Client: estateGuruClient(sb, h)} },
 		},
 		Concurrency:   concurrency,
 		RefreshMargin: 365 * 24 * time.Hour,

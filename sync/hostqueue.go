@@ -1,7 +1,6 @@
 package sync
 
 import (
-	"context"
 	"net/url"
 	stdsync "sync"
 
@@ -86,27 +85,4 @@ func (q *hostQueues) take() (c store.Connection, done func(), ok bool) {
 			q.mu.Unlock()
 		})
 	}, true
-}
-
-// stepAside is a connection's provider.WaitHook: while its host's pacer
-// holds it back for long (the host's rate-limit budget is spent), it gives
-// its network slot to a connection of another host, and takes one again
-// before its request leaves. It still counts against its host meanwhile,
-// so the slot goes to another host's work. Without it, connections waiting
-// for one host's window held every slot and the other hosts sat idle.
-func (t *turn) stepAside(ctx context.Context) (resume func() error) {
-	if !t.network {
-		return func() error { return nil }
-	}
-	<-t.slots.network
-	t.network = false
-	return func() error {
-		select {
-		case t.slots.network <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		t.network = true
-		return nil
-	}
 }

@@ -72,7 +72,7 @@ func (f *stuckEstateGuru) Refresh(context.Context, provider.Secret) (provider.To
 	return provider.Token{}, fmt.Errorf("fake: no refresh expected")
 }
 
-func (f *stuckEstateGuru) FetchInvestments(ctx context.Context, _ provider.Secret) (*estateguru.Answer, error) {
+func (f *stuckEstateGuru) Fetch(ctx context.Context, _ provider.Secret) (Snapshot, error) {
 	f.fetches.Add(1)
 	if f.release != nil {
 		select {
@@ -81,7 +81,7 @@ func (f *stuckEstateGuru) FetchInvestments(ctx context.Context, _ provider.Secre
 			return nil, ctx.Err()
 		}
 	}
-	return sampleAnswer(), nil
+	return answered(sampleAnswer(), nil)
 }
 
 // A host that stops answering holds one slot; the other host's connections
@@ -109,7 +109,7 @@ func TestAStuckHostLeavesTheOthersTheirSlots(t *testing.T) {
 	stuck := &stuckEstateGuru{release: release, fetches: &stuckFetches}
 	fine := &stuckEstateGuru{fetches: &fineFetches}
 	s := newTestSyncer(st, nil, &logBuffer{})
-	s.Clients.EstateGuru = func(u string) EstateGuru {
+	s.Providers[estateguru.Name] = func(u string) Provider {
 		if u == "https://stuck.invalid" {
 			return stuck
 		}

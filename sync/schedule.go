@@ -94,10 +94,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	)
 	// running tracks the run at start, which cron's own Stop does not know of.
 	var running stdsync.WaitGroup
+	var active atomic.Int32 // runs going on now, for the stopping message
 	job := c.Schedule(s.Schedule, cron.FuncJob(func() {
 		if runCtx.Err() != nil {
 			return
 		}
+		active.Add(1)
+		defer active.Add(-1)
 		if _, err := s.Syncer.Run(runCtx, TriggerSchedule, nil); err != nil {
 			log.Error("sync run failed", "error", err.Error())
 		}
@@ -121,7 +124,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	s.cron.Store(nil)
-	log.Info("stopping: cancelling the run in progress")
+	if active.Load() > 0 {
+		log.Info("stopping: cancelling the run in progress")
+	} else {
+		log.Info("stopping")
+	}
 	cancelRuns()
 	stopped := make(chan struct{})
 	go func() {

@@ -221,8 +221,8 @@ func (f *fakeEstateGuru) Refresh(context.Context, provider.Secret) (provider.Tok
 	return provider.Token{}, errors.New("fake: no refresh expected (the stored access token is fresh)")
 }
 
-func (f *fakeEstateGuru) FetchInvestments(ctx context.Context, _ provider.Secret) (*estateguru.Answer, error) {
-	return f.investments(ctx)
+func (f *fakeEstateGuru) Fetch(ctx context.Context, _ provider.Secret) (Snapshot, error) {
+	return answered(f.investments(ctx))
 }
 
 func sampleAnswer() *estateguru.Answer {
@@ -260,12 +260,20 @@ func newScheduleStore(t *testing.T) *store.Store {
 	return st
 }
 
-func newTestSyncer(st Store, eg EstateGuru, logs *logBuffer) *Syncer {
+// answered is a fake's answer as the EstateGuru adapter returns it.
+func answered(a *estateguru.Answer, err error) (Snapshot, error) {
+	if err != nil {
+		return nil, err
+	}
+	return estateGuruAnswer{a}, nil
+}
+
+func newTestSyncer(st Store, eg Provider, logs *logBuffer) *Syncer {
 	return &Syncer{
-		Store:    st,
-		Clients:  Clients{EstateGuru: func(string) EstateGuru { return eg }},
-		Log:      logs.logger(),
-		LockWait: 5 * time.Second,
+		Store:     st,
+		Providers: Providers{estateguru.Name: func(string) Provider { return eg }},
+		Log:       logs.logger(),
+		LockWait:  5 * time.Second,
 	}
 }
 
@@ -377,4 +385,24 @@ func (l *logBuffer) String() string {
 
 func (l *logBuffer) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// A stop with no run going on says so plainly, without "cancelling the run
+// in progress".
+func TestSchedulerStopWithNoRunSaysNothingOfOne(t *testing.T) {
+	st := newScheduleStore(t)
+	ready := make(chan struct{})
+	logs := &logBuffer{}
+	s := &Scheduler{
+		Syncer: newTestSyncer(st, &fakeEstateGuru{}, logs), Schedule: every(time.Hour),
+		StopTimeout: 10 * time.Second, Log: logs.logger(), Ready: func() { close(ready) },
+	}
+	stop := startScheduler(t, s)
+	waitClosed(t, "READY", ready)
+	if err := stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if out := logs.String(); strings.Contains(out, "cancelling") || !strings.Contains(out, "stopping") {
+		t.Fatalf("the log should say it stops, and cancels nothing:\n%s", out)
+	}
 }

@@ -90,11 +90,11 @@ func (f *refreshingEstateGuru) Refresh(context.Context, provider.Secret) (provid
 	return provider.Token{Access: "access-2", Refresh: "refresh-2", AccessExpiresAt: time.Now().Add(time.Hour)}, nil
 }
 
-func (f *refreshingEstateGuru) FetchInvestments(context.Context, provider.Secret) (*estateguru.Answer, error) {
+func (f *refreshingEstateGuru) Fetch(context.Context, provider.Secret) (Snapshot, error) {
 	if f.fetches.Add(1) == 1 {
-		return estateguru.NewAnswer([]byte(`{"error":"invalid_token","error_description":"Access token expired"}`), ""), nil
+		return answered(estateguru.NewAnswer([]byte(`{"error":"invalid_token","error_description":"Access token expired"}`), ""), nil)
 	}
-	return estateguru.NewAnswer([]byte(`{"currency":"EUR","cash":"12.34","investments":[{"investment_amount":"5.00"}]}`), ""), nil
+	return answered(estateguru.NewAnswer([]byte(`{"currency":"EUR","cash":"12.34","investments":[{"investment_amount":"5.00"}]}`), ""), nil)
 }
 
 // An error answer is found only as the answer is decoded, which happens

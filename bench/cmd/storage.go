@@ -49,9 +49,9 @@ func storageCase(ctx context.Context, c config, work string, step func(string, .
 	day := 0
 	s := &sync.Syncer{
 		Store: st,
-		Clients: sync.Clients{EstateGuru: func(u string) sync.EstateGuru {
-			return &estateguru.Client{BaseURL: u, ClientID: sandbox.DefaultEstateGuruClientID,
-				ClientSecret: provider.Secret(sandbox.DefaultEstateGuruClientSecret), HTTP: &provider.HTTP{}}
+		Providers: sync.Providers{estateguru.Name: func(u string) sync.Provider {
+			return sync.EstateGuru{Client: &estateguru.Client{BaseURL: u, ClientID: sandbox.DefaultEstateGuruClientID,
+				ClientSecret: provider.Secret(sandbox.DefaultEstateGuruClientSecret), HTTP: &provider.HTTP{}}}
 		}},
 		Concurrency: 4,
 		Now:         func() time.Time { return base.AddDate(0, 0, day) },

@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -23,19 +25,6 @@ import (
 	"github.com/syncerhq/syncer/sync/everreal"
 	"github.com/syncerhq/syncer/sync/provider"
 )
-
-func cmdConnect(e env, args []string) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return usagef("connect needs a provider: syncer connect everreal ... or syncer connect estateguru ...")
-	}
-	switch args[0] {
-	case everreal.Name:
-		return connectEverReal(e, args[1:])
-	case estateguru.Name:
-		return connectEstateGuru(e, args[1:])
-	}
-	return usagef("connect: unknown provider %q (everreal or estateguru)", args[0])
-}
 
 // everRealBase picks the base URL from -subdomain or -url, exactly one.
 func everRealBase(subdomain, rawURL string) (string, error) {
@@ -68,16 +57,36 @@ func checkName(name string) error {
 	return nil
 }
 
-func connectEverReal(e env, args []string) error {
-	fs := newFlagSet("connect everreal", e)
-	name := fs.String("name", "", "connection name")
-	subdomain := fs.String("subdomain", "", "your EverReal subdomain (https://SUBDOMAIN.everreal.co)")
-	rawURL := fs.String("url", "", "EverReal base URL instead of -subdomain")
-	username := fs.String("username", "", "EverReal login e-mail (password grant)")
-	web := fs.Bool("web", false, "log in through the browser (authorization code with PKCE) instead of a password")
-	timeout := fs.Duration("timeout", 5*time.Minute, "with -web: how long to wait for the browser")
-	if err := parseFlags(fs, e, args); err != nil {
-		return err
+type everRealFlags struct {
+	name, subdomain, url, username, redirectURL string
+	web                                         bool
+	timeout                                     time.Duration
+}
+
+func setupConnectEverReal(fs *flag.FlagSet) func(e env, args []string) error {
+	var f everRealFlags
+	fs.StringVar(&f.name, "name", "", "connection `name`, as it will appear in reports")
+	fs.StringVar(&f.subdomain, "subdomain", "", "your EverReal `subdomain` (https://SUBDOMAIN.everreal.co)")
+	fs.StringVar(&f.url, "url", "", "EverReal base `URL` instead of -subdomain")
+	fs.StringVar(&f.username, "username", "", "EverReal login `e-mail` (password grant; with -web, a login hint)")
+	fs.BoolVar(&f.web, "web", false, "log in through the browser (authorization code with PKCE) instead of a password")
+	fs.StringVar(&f.redirectURL, "redirect-url", "", "with -web: the loopback redirect `URL` registered with EverReal, e.g. http://127.0.0.1:8765/callback (default: a free port)")
+	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "with -web: how long to wait for the browser")
+	return func(e env, args []string) error {
+		if len(args) > 0 {
+			return usagef("connect everreal takes no arguments (unexpected %q)", args[0])
+		}
+		return connectEverReal(e, f)
+	}
+}
+
+func connectEverReal(e env, f everRealFlags) error {
+	name, subdomain, rawURL, username, web, timeout := &f.name, &f.subdomain, &f.url, &f.username, &f.web, &f.timeout
+	if f.redirectURL != "" && !f.web {
+		return usagef("-redirect-url works only with -web")
+	}
+	if _, _, err := loopbackRedirect(f.redirectURL); err != nil {
+		return usagef("-redirect-url: %v", err) // before anything is opened
 	}
 	if err := checkName(*name); err != nil {
 		return err
@@ -111,10 +120,10 @@ func connectEverReal(e env, args []string) error {
 	client := a.everReal(base)
 	var tok provider.Token
 	if *web {
-		tok, err = everRealWebLogin(e, client, *username, *timeout)
+		tok, err = everRealWebLogin(e, client, *username, f.redirectURL, *timeout)
 	} else {
 		var password provider.Secret
-		password, err = readSecret(e, fmt.Sprintf("EverReal password for %s: ", *username))
+		password, err = readSecret(e, "password", fmt.Sprintf("EverReal password for %s: ", *username))
 		if err == nil {
 			tok, err = client.PasswordGrant(e.ctx, *username, password)
 			err = refusedLogin(err, *username)
@@ -193,28 +202,29 @@ func saveConnection(e env, a *app, name, providerName, base string, tok provider
 	return nil
 }
 
-// readSecret reads a password from a no-echo prompt on a terminal, or one
+// readSecret reads a secret (what: "password", "token") from a no-echo
+// prompt on a terminal, or one
 // line of stdin when piped. Never from argv or the environment.
-func readSecret(e env, prompt string) (provider.Secret, error) {
+func readSecret(e env, what, prompt string) (provider.Secret, error) {
 	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		fmt.Fprint(e.stderr, prompt)
 		b, err := term.ReadPassword(int(f.Fd()))
 		fmt.Fprintln(e.stderr)
 		if err != nil {
-			return "", fmt.Errorf("reading the password: %w", err)
+			return "", fmt.Errorf("reading the %s: %w", what, err)
 		}
 		if len(b) == 0 {
-			return "", usagef("empty password")
+			return "", usagef("empty %s", what)
 		}
 		return provider.Secret(b), nil
 	}
 	line, err := bufio.NewReader(io.LimitReader(e.stdin, 64<<10)).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("reading the password from stdin: %w", err)
+		return "", fmt.Errorf("reading the %s from stdin: %w", what, err)
 	}
 	line = strings.TrimRight(line, "\r\n")
 	if line == "" {
-		return "", usagef("no password on stdin (pipe it in, or run on a terminal to be prompted)")
+		return "", usagef("no %s on stdin (pipe it in, or run on a terminal to be prompted)", what)
 	}
 	return provider.Secret(line), nil
 }
@@ -224,32 +234,44 @@ func readSecret(e env, prompt string) (provider.Secret, error) {
 //
 // A username, when given, goes along as login_hint, so the provider's login
 // page can offer that account.
-func everRealWebLogin(e env, client *everreal.Client, username string, timeout time.Duration) (provider.Token, error) {
+func everRealWebLogin(e env, client *everreal.Client, username, redirectURL string, timeout time.Duration) (provider.Token, error) {
 	verifier := randomString(48)
 	sum := sha256.Sum256([]byte(verifier))
 	challenge := base64.RawURLEncoding.EncodeToString(sum[:])
 	state := randomString(24)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, path, err := loopbackRedirect(redirectURL)
 	if err != nil {
-		return provider.Token{}, fmt.Errorf("opening a loopback listener for the redirect: %w", err)
+		return provider.Token{}, usagef("-redirect-url: %v", err)
 	}
-	redirect := fmt.Sprintf("http://%s/callback", ln.Addr())
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return provider.Token{}, fmt.Errorf("opening a loopback listener for the redirect on %s: %w", addr, err)
+	}
+	redirect := fmt.Sprintf("http://%s%s", ln.Addr(), path)
+	if redirectURL != "" {
+		redirect = redirectURL // exactly as registered
+	}
 	type result struct {
 		code string
 		err  error
 	}
 	got := make(chan result, 1)
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/callback" {
+		if r.URL.Path != path {
 			http.NotFound(w, r)
 			return
 		}
 		q := r.URL.Query()
+		if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1 {
+			// Not the login we wait for: any local user or web page can
+			// send this. Refuse it and go on waiting for the real one.
+			http.Error(w, "syncer: this is not the login syncer is waiting for (different state value); ignored", http.StatusBadRequest)
+			fmt.Fprintln(e.stderr, "syncer: ignored a callback with a different state value (not this login); still waiting")
+			return
+		}
 		var res result
 		switch {
-		case q.Get("state") != state:
-			res.err = errors.New("everreal: the browser came back with a different state value; start again")
 		case q.Get("error") != "":
 			res.err = fmt.Errorf("everreal: login refused: %s %s", cleanParam(q.Get("error")), cleanParam(q.Get("error_description")))
 		case q.Get("code") == "":
@@ -292,6 +314,28 @@ func everRealWebLogin(e env, client *everreal.Client, username string, timeout t
 	}
 }
 
+// loopbackRedirect is the address to listen on and the path to answer for
+// a redirect URL: a free loopback port when none is given; otherwise the
+// given one, which must be http on a loopback address with a port.
+func loopbackRedirect(raw string) (addr, path string, err error) {
+	if raw == "" {
+		return "127.0.0.1:0", "/callback", nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || u.Port() == "" {
+		return "", "", fmt.Errorf("%q: give http://127.0.0.1:PORT/PATH, the loopback address registered with the provider", raw)
+	}
+	ip := net.ParseIP(u.Hostname())
+	if u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return "", "", fmt.Errorf("%q: the host must be a loopback address (127.0.0.1, [::1] or localhost): syncer listens there for the browser", raw)
+	}
+	path = u.Path
+	if path == "" {
+		path = "/"
+	}
+	return u.Host, path, nil
+}
+
 // shutdown stops a loopback listener, letting an answer being written reach
 // the browser first, so the person sees the page that says what happened.
 func shutdown(srv *http.Server) {
@@ -320,15 +364,20 @@ func randomString(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func connectEstateGuru(e env, args []string) error {
-	fs := newFlagSet("connect estateguru", e)
-	name := fs.String("name", "", "connection name")
-	rawURL := fs.String("url", "", "EstateGuru base URL (default SYNCER_ESTATEGURU_URL)")
-	redirectURL := fs.String("redirect-url", "", "redirect URL registered with EstateGuru (default: a loopback listener on a free port)")
+func setupConnectEstateGuru(fs *flag.FlagSet) func(e env, args []string) error {
+	name := fs.String("name", "", "connection `name`, as it will appear in reports")
+	rawURL := fs.String("url", "", "EstateGuru base `URL` (default SYNCER_ESTATEGURU_URL)")
+	redirectURL := fs.String("redirect-url", "", "redirect `URL` registered with EstateGuru (default: a loopback listener on a free port)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait for the browser, if EstateGuru sends you to a page")
-	if err := parseFlags(fs, e, args); err != nil {
-		return err
+	return func(e env, args []string) error {
+		if len(args) > 0 {
+			return usagef("connect estateguru takes no arguments (unexpected %q)", args[0])
+		}
+		return connectEstateGuru(e, name, rawURL, redirectURL, timeout)
 	}
+}
+
+func connectEstateGuru(e env, name, rawURL, redirectURL *string, timeout *time.Duration) error {
 	if err := checkName(*name); err != nil {
 		return err
 	}
@@ -360,7 +409,7 @@ func connectEstateGuru(e env, args []string) error {
 
 	// Without a registered redirect URL, listen on loopback so that an
 	// answer sending the person to a page can come back to us.
-	var callbacks chan url.Values
+	var callbacks chan callback
 	redirect := *redirectURL
 	if redirect == "" {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -368,18 +417,25 @@ func connectEstateGuru(e env, args []string) error {
 			return fmt.Errorf("opening a loopback listener for the redirect: %w", err)
 		}
 		redirect = fmt.Sprintf("http://%s/callback", ln.Addr())
-		callbacks = make(chan url.Values, 1)
+		callbacks = make(chan callback)
 		srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != "/callback" {
 				http.NotFound(w, r)
 				return
 			}
 			_ = r.ParseForm()
-			fmt.Fprintln(w, "syncer: received. You can close this window.")
+			// The waiting loop judges it and says what to answer.
+			cb := callback{form: r.Form, answer: make(chan error, 1)}
 			select {
-			case callbacks <- r.Form:
-			default:
+			case callbacks <- cb:
+			case <-r.Context().Done():
+				return
 			}
+			if err := <-cb.answer; err != nil {
+				http.Error(w, "syncer: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			fmt.Fprintln(w, "syncer: received. You can close this window.")
 		})}
 		go srv.Serve(ln)
 		defer shutdown(srv)
@@ -400,32 +456,56 @@ func connectEstateGuru(e env, args []string) error {
 		fmt.Fprintf(e.stdout, "Waiting up to %s...\n", *timeout)
 		ctx, cancel := context.WithTimeout(e.ctx, *timeout)
 		defer cancel()
-		select {
-		case <-ctx.Done():
-			if e.ctx.Err() != nil {
-				return e.ctx.Err()
-			}
-			return fmt.Errorf("estateguru: no approval arrived within %s (raise -timeout and try again)", *timeout)
-		case q := <-callbacks:
-			if tok, err = client.ParseCallback(q, auth.RequestID); err != nil {
-				return err
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				if e.ctx.Err() != nil {
+					return e.ctx.Err()
+				}
+				return fmt.Errorf("estateguru: no approval arrived within %s (raise -timeout and try again)", *timeout)
+			case cb := <-callbacks:
+				// A callback for another request (any local user or web
+				// page can send one) is refused, and the wait goes on.
+				if !estateguru.CallbackMatches(cb.form, auth.RequestID) {
+					cb.answer <- errors.New("this is not the approval syncer is waiting for (request id mismatch); ignored")
+					fmt.Fprintln(e.stderr, "syncer: ignored a callback for another request (request id mismatch); still waiting")
+					continue
+				}
+				tok, err = client.ParseCallback(cb.form, auth.RequestID)
+				cb.answer <- err
+				if err != nil {
+					return err
+				}
+				break wait
 			}
 		}
 	}
 	return saveConnection(e, a, *name, estateguru.Name, base, tok, false)
 }
 
+// callback is one request to the loopback listener, and the way to answer it.
+type callback struct {
+	form   url.Values
+	answer chan error // nil: accepted
+}
+
 // cmdImport stores a refresh token obtained elsewhere, read from stdin. The
 // token is checked with one refresh before anything is stored.
-func cmdImport(e env, args []string) error {
-	fs := newFlagSet("import", e)
-	providerName := fs.String("provider", "", "everreal or estateguru")
-	name := fs.String("name", "", "connection name")
-	rawURL := fs.String("url", "", "provider base URL")
-	subdomain := fs.String("subdomain", "", "EverReal subdomain instead of -url")
-	if err := parseFlags(fs, e, args); err != nil {
-		return err
+func setupImport(fs *flag.FlagSet) func(e env, args []string) error {
+	providerName := fs.String("provider", "", "`provider`: everreal or estateguru")
+	name := fs.String("name", "", "connection `name`, as it will appear in reports")
+	rawURL := fs.String("url", "", "provider base `URL`")
+	subdomain := fs.String("subdomain", "", "EverReal `subdomain` instead of -url")
+	return func(e env, args []string) error {
+		if len(args) > 0 {
+			return usagef("import takes no arguments (unexpected %q; the token is read from stdin)", args[0])
+		}
+		return importToken(e, providerName, name, rawURL, subdomain)
 	}
+}
+
+func importToken(e env, providerName, name, rawURL, subdomain *string) error {
 	if err := checkName(*name); err != nil {
 		return err
 	}
@@ -455,7 +535,7 @@ func cmdImport(e env, args []string) error {
 			return usagef("-url: %v", err)
 		}
 	}
-	refresh, err := readSecret(env{ctx: e.ctx, stdin: e.stdin, stdout: e.stdout, stderr: e.stderr}, "refresh token: ")
+	refresh, err := readSecret(e, "token", "refresh token: ")
 	if err != nil {
 		return err
 	}

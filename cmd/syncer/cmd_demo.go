@@ -1,8 +1,11 @@
 package main
 
 import (
+	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/syncerhq/syncer/store"
 	"github.com/syncerhq/syncer/sync"
@@ -12,13 +15,13 @@ import (
 
 // cmdDemo runs the whole job against the built-in sandbox: two accounts of
 // each provider connected the documented ways, one sync, and what it stored.
-func cmdDemo(e env, args []string) error {
-	fs := newFlagSet("demo", e)
-	dir := fs.String("dir", "syncer-demo", "data directory for the demo")
-	if err := parseFlags(fs, e, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
+func setupDemo(fs *flag.FlagSet) func(e env, args []string) error {
+	dir := fs.String("dir", "syncer-demo", "data `directory` for the demo")
+	return func(e env, args []string) error { return demo(e, args, dir) }
+}
+
+func demo(e env, args []string, dir *string) error {
+	if len(args) > 0 {
 		return usagef("demo takes no arguments")
 	}
 	a, err := newApp(e)
@@ -26,6 +29,11 @@ func cmdDemo(e env, args []string) error {
 		return err
 	}
 	defer a.close()
+	if os.Getenv("SYNCER_LOG_LEVEL") == "" {
+		// Five runs of four connections: the per-connection lines would
+		// bury what the demo shows. SYNCER_LOG_LEVEL=info brings them back.
+		a.log = newLogger(e.stderr, "warn", a.cfg.LogFormat, a.cfg.secrets())
+	}
 
 	sb, err := sandbox.Start(sandbox.Options{})
 	if err != nil {
@@ -35,6 +43,7 @@ func cmdDemo(e env, args []string) error {
 
 	// The sandbox's own client credentials; nothing real is used or needed.
 	a.cfg.DataDir = *dir
+	a.cfg.DatabaseURL = "" // the demo is SQLite in its own directory
 	a.cfg.EverRealClientID, a.cfg.EverRealClientSecret = "everreal-sandbox-client", "everreal-sandbox-secret"
 	a.cfg.EstateGuruClientID, a.cfg.EstateGuruClientSecret = "estateguru-sandbox-client", "estateguru-sandbox-secret"
 	a.cfg.RateLimit = 0
@@ -42,27 +51,7 @@ func cmdDemo(e env, args []string) error {
 		return err
 	}
 
-	sb.AddEverRealUser(sandbox.EverRealUser{
-		Email: "anna.admin@example.com", Password: "demo-password-anna", FirstName: "Anna", LastName: "Admin",
-		Language: "en-US", CompanyID: "c-1000", CompanyName: "Demo Property Management",
-		PartnerID: "p-1", PartnerName: "demo-partner", PartnerSubdomain: "demo",
-		Companies: []sandbox.Company{{ID: "c-1000", Name: "Demo Property Management", IsDefault: true}, {ID: "c-2000", Name: "Demo Lettings"}},
-	})
-	sb.AddEverRealUser(sandbox.EverRealUser{
-		Email: "ben.broker@example.com", Password: "demo-password-ben", FirstName: "Ben", LastName: "Broker",
-		Language: "de-DE", CompanyID: "c-2000", CompanyName: "Demo Lettings",
-		PartnerID: "p-1", PartnerName: "demo-partner", PartnerSubdomain: "demo",
-		Companies: []sandbox.Company{{ID: "c-2000", Name: "Demo Lettings", IsDefault: true}},
-	})
-	// The first investor is the seed document's own sample.
-	sb.AddEstateGuruInvestor(sandbox.Investor{
-		Name: "seed-sample", Currency: "EUR", Cash: "48872900.14",
-		Investments: []sandbox.Investment{{
-			Name: "#5XX Bridge loan (Estonia)", Quantity: "3", InvestmentAmount: "10130.00", MarketValue: "10130.00",
-			PrincipalLeft: "10130.00", Profit: "0.00", RealizedIncome: "0.00", Change: "0.00", LoanID: "EE11111",
-		}},
-	})
-	sb.AddEstateGuruInvestor(sandbox.GenerateInvestor("generated-25", 25, 42))
+	addDemoAccounts(sb)
 
 	ctx := e.ctx
 	for _, u := range []struct{ name, email, password string }{
@@ -95,12 +84,31 @@ func cmdDemo(e env, args []string) error {
 		return err
 	}
 
+	// Several periods of history, oldest first, so the history and changes
+	// views have something to compare: the clock of each run is set back
+	// one period at a time, and the investors' portfolios move between runs.
 	s := a.syncer()
-	sum, err := s.Run(ctx, sync.TriggerDemo, nil)
-	if err != nil {
-		return err
+	st := a.store.(*store.Store) // the demo is always SQLite (above)
+	now := time.Now().UTC()
+	var sum sync.Summary
+	for i := range demoPeriods {
+		at := now.Add(-time.Duration(demoPeriods-1-i) * a.cfg.SnapshotPeriod)
+		clock := func() time.Time { return at }
+		if i == demoPeriods-1 {
+			clock = time.Now // the newest run is a real one
+		}
+		s.Now, st.Now = clock, clock
+		evolveDemoInvestors(sb, i)
+		if sum, err = s.Run(ctx, sync.TriggerDemo, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "sync run %d (period of %s): %s, %d connections ok, %d failed\n", sum.RunID,
+			store.PeriodStart(at, a.cfg.SnapshotPeriod).Format(time.RFC3339), sum.Status, sum.OK, sum.Failed)
+		if sum.NeedsAttention() {
+			break
+		}
 	}
-	fmt.Fprintf(e.stdout, "\nsync run %d: %s, %d connections ok, %d failed\n\n", sum.RunID, sum.Status, sum.OK, sum.Failed)
+	fmt.Fprintln(e.stdout)
 
 	db, err := store.OpenReports(ctx, *dir)
 	if err != nil {
@@ -114,7 +122,7 @@ func cmdDemo(e env, args []string) error {
 	}
 	cols, err := rows.Columns()
 	if err == nil {
-		err = writeRows(rows, cols, &tableWriter{w: newTabWriter(e.stdout)})
+		err = writeRows(rows, cols, newTableWriter(e.stdout, false))
 	}
 	rows.Close()
 	if err != nil {
@@ -123,16 +131,61 @@ func cmdDemo(e env, args []string) error {
 
 	db.Close()
 	path := filepath.Join(*dir, store.SnapshotsFile)
+	self := selfCommand()
+	q := shellQuote(*dir)
 	fmt.Fprintf(e.stdout, `
-Stored in %s. Try:
+Stored in %s, %d periods of history. Try:
 
+  SYNCER_DATA_DIR=%s %s query 'select connection, email, company_name, scopes from latest_everreal_users'
+  SYNCER_DATA_DIR=%s %s query 'select connection, snapshot_at, value_cents, value_change_cents from estateguru_portfolio_history'
+  SYNCER_DATA_DIR=%s %s query 'select connection, change, loan_id, name from estateguru_investment_changes'
+  SYNCER_DATA_DIR=%s %s status
   sqlite3 %s 'select * from latest_estateguru_portfolios'
-  SYNCER_DATA_DIR=%s syncer query 'select connection, email, company_name, scopes from latest_everreal_users'
-  SYNCER_DATA_DIR=%s syncer query -format csv 'select * from latest_estateguru_investments'
-  SYNCER_DATA_DIR=%s syncer status
 
 Run the demo again to see a second run in the same period replace, not add,
-each snapshot.
-`, path, path, *dir, *dir, *dir)
+each snapshot. To try the daemon against the same fakes: %s sandbox
+`, path, demoPeriods, q, self, q, self, q, self, q, self, shellQuote(path), self)
 	return summaryError(sum)
+}
+
+// demoPeriods is how many periods of history the demo fills.
+const demoPeriods = 5
+
+// addDemoAccounts gives the sandbox the demo's two EverReal users and two
+// EstateGuru investors.
+func addDemoAccounts(sb *sandbox.Sandbox) {
+	sb.AddEverRealUser(sandbox.EverRealUser{
+		Email: "anna.admin@example.com", Password: "demo-password-anna", FirstName: "Anna", LastName: "Admin",
+		Language: "en-US", CompanyID: "c-1000", CompanyName: "Demo Property Management",
+		PartnerID: "p-1", PartnerName: "demo-partner", PartnerSubdomain: "demo",
+		Companies: []sandbox.Company{{ID: "c-1000", Name: "Demo Property Management", IsDefault: true}, {ID: "c-2000", Name: "Demo Lettings"}},
+	})
+	sb.AddEverRealUser(sandbox.EverRealUser{
+		Email: "ben.broker@example.com", Password: "demo-password-ben", FirstName: "Ben", LastName: "Broker",
+		Language: "de-DE", CompanyID: "c-2000", CompanyName: "Demo Lettings",
+		PartnerID: "p-1", PartnerName: "demo-partner", PartnerSubdomain: "demo",
+		Companies: []sandbox.Company{{ID: "c-2000", Name: "Demo Lettings", IsDefault: true}},
+	})
+	// The first investor is the seed document's own sample.
+	sb.AddEstateGuruInvestor(sandbox.Investor{
+		Name: "seed-sample", Currency: "EUR", Cash: "48872900.14",
+		Investments: []sandbox.Investment{{
+			Name: "#5XX Bridge loan (Estonia)", Quantity: "3", InvestmentAmount: "10130.00", MarketValue: "10130.00",
+			PrincipalLeft: "10130.00", Profit: "0.00", RealizedIncome: "0.00", Change: "0.00", LoanID: "EE11111",
+		}},
+	})
+	evolveDemoInvestors(sb, demoPeriods-1)
+
+}
+
+// evolveDemoInvestors sets the investors' portfolios for period i: cash
+// moves, the generated investor gains an investment each period and, in
+// the last, one of the old ones is repaid.
+func evolveDemoInvestors(sb *sandbox.Sandbox, i int) {
+	sb.SetEstateGuruCash("seed-sample", fmt.Sprintf("%d.14", 48872900-1000*(demoPeriods-1-i)))
+	gen := sandbox.GenerateInvestor("generated-25", 21+i, 42)
+	if i == demoPeriods-1 {
+		gen.Investments = append(gen.Investments[:3:3], gen.Investments[4:]...)
+	}
+	sb.AddEstateGuruInvestor(gen)
 }

@@ -3,9 +3,9 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/syncerhq/syncer/store"
@@ -26,15 +26,20 @@ type connectionStatus struct {
 	LastError        string   `json:"last_error,omitempty"`
 	NeedsAttention   bool     `json:"needs_attention"`
 	Warnings         []string `json:"warnings,omitempty"`
+	// StateSince is when the state last changed (null: not known).
+	StateSince *string `json:"state_since"`
+	// Fix is the command that brings the connection back, when it needs
+	// re-login or its refresh token dies soon.
+	Fix string `json:"fix,omitempty"`
 }
 
-func cmdStatus(e env, args []string) error {
-	fs := newFlagSet("status", e)
+func setupStatus(fs *flag.FlagSet) func(e env, args []string) error {
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
-	if err := parseFlags(fs, e, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
+	return func(e env, args []string) error { return status(e, args, *asJSON) }
+}
+
+func status(e env, args []string, asJSON bool) error {
+	if len(args) > 0 {
 		return usagef("status takes no arguments")
 	}
 	a, err := newApp(e)
@@ -42,10 +47,11 @@ func cmdStatus(e env, args []string) error {
 		return err
 	}
 	defer a.close()
-	if err := a.openStore(e.ctx); err != nil {
-		return err
-	}
-	conns, err := a.store.Connections(e.ctx)
+	// Read-only, snapshots.db alone (with PostgreSQL, a read-only session
+	// that needs only the reporting grants): a monitoring user in the reporting
+	// group can run it; it never creates, migrates or writes anything,
+	// and never opens tokens.db.
+	conns, err := a.readConnections(e.ctx)
 	if err != nil {
 		return err
 	}
@@ -59,7 +65,7 @@ func cmdStatus(e env, args []string) error {
 		}
 		out = append(out, st)
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(out); err != nil {
@@ -80,6 +86,7 @@ func statusOf(c store.Connection, now time.Time, cfg *Config) connectionStatus {
 		AccessExpiresAt:  timePtr(c.AccessExpiresAt),
 		RefreshExpiresAt: timePtr(c.RefreshExpiresAt),
 		LastSuccessAt:    timePtr(c.LastSuccessAt),
+		StateSince:       timePtr(c.StateSince),
 	}
 	warn := func(format string, args ...any) {
 		st.Warnings = append(st.Warnings, fmt.Sprintf(format, args...))
@@ -87,7 +94,12 @@ func statusOf(c store.Connection, now time.Time, cfg *Config) connectionStatus {
 	}
 	switch c.State {
 	case store.StateReauthRequired:
-		warn("the provider refused the stored login: run `syncer connect %s -name %s ...` again", c.Provider, c.Name)
+		st.Fix = reconnectCommand(c)
+		since := ""
+		if !c.StateSince.IsZero() {
+			since = " (since " + c.StateSince.Format(time.RFC3339) + ")"
+		}
+		warn("the provider refused the stored login%s: run `%s`", since, st.Fix)
 	case store.StateDisconnected:
 		return st // deliberate: nothing to do
 	}
@@ -98,8 +110,10 @@ func statusOf(c store.Connection, now time.Time, cfg *Config) connectionStatus {
 		left := c.RefreshExpiresAt.Sub(now)
 		switch {
 		case left <= 0:
+			st.Fix = reconnectCommand(c)
 			warn("the refresh token expired at %s: re-connect", c.RefreshExpiresAt.Format(time.RFC3339))
 		case left <= cfg.RefreshWarn:
+			st.Fix = reconnectCommand(c)
 			warn("the refresh token dies in %s (at %s): re-connect before then", humanDuration(left), c.RefreshExpiresAt.Format(time.RFC3339))
 		}
 	}
@@ -129,8 +143,9 @@ func printStatusTable(e env, rows []connectionStatus) {
 		fmt.Fprintln(e.stdout, "No connections yet. Add one with `syncer connect everreal ...` or `syncer connect estateguru ...`.")
 		return
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPROVIDER\tSTATE\tLAST SUCCESS\tACCESS EXPIRES\tREFRESH EXPIRES\tLAST ERROR")
+	// Cut to the terminal's width like query's tables; piped, whole.
+	tw := newTableWriter(e.stdout, false)
+	tw.header([]string{"NAME", "PROVIDER", "STATE", "LAST SUCCESS", "ACCESS EXPIRES", "REFRESH EXPIRES", "LAST ERROR"})
 	dash := func(p *string) string {
 		if p == nil {
 			return "-"
@@ -145,10 +160,10 @@ func printStatusTable(e env, rows []connectionStatus) {
 		if lastErr == "" {
 			lastErr = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Provider, r.State, dash(r.LastSuccessAt),
-			dash(r.AccessExpiresAt), dash(r.RefreshExpiresAt), lastErr)
+		tw.line([]string{r.Name, r.Provider, r.State, dash(r.LastSuccessAt),
+			dash(r.AccessExpiresAt), dash(r.RefreshExpiresAt), lastErr})
 	}
-	tw.Flush()
+	tw.end()
 	for _, r := range rows {
 		for _, w := range r.Warnings {
 			fmt.Fprintf(e.stdout, "warning: %s: %s\n", r.Name, w)
@@ -161,15 +176,13 @@ func printStatusTable(e env, rows []connectionStatus) {
 	}
 }
 
-func cmdDisconnect(e env, args []string) error {
-	fs := newFlagSet("disconnect", e)
-	if err := parseFlags(fs, e, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
+func setupDisconnect(fs *flag.FlagSet) func(e env, args []string) error { return disconnect }
+
+func disconnect(e env, args []string) error {
+	if len(args) != 1 {
 		return usagef("disconnect takes one connection name")
 	}
-	name := fs.Arg(0)
+	name := args[0]
 	a, err := newApp(e)
 	if err != nil {
 		return err
@@ -180,7 +193,7 @@ func cmdDisconnect(e env, args []string) error {
 	}
 	c, err := a.store.ConnectionByName(e.ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return usagef("%v", err)
+		return usagef("%v", withHint(err))
 	}
 	if err != nil {
 		return err
@@ -197,8 +210,12 @@ func cmdDisconnect(e env, args []string) error {
 		fmt.Fprintf(e.stdout, "%s: no tokens were stored\n", name)
 	case err != nil:
 		return err
+	case c.Provider == everreal.Name && a.cfg.EverRealClientID != "" && checkProviderURL(tok.BaseURL) != nil:
+		// Tokens go only to the URL tokens.db says issued them, never to
+		// one taken from snapshots.db.
+		revokeErr = fmt.Errorf("not revoked at EverReal: tokens.db does not hold a usable URL for these tokens")
 	case c.Provider == everreal.Name && a.cfg.EverRealClientID != "":
-		client := a.everReal(c.BaseURL)
+		client := a.everReal(tok.BaseURL)
 		revokeErr = client.Revoke(e.ctx, tok.Refresh)
 		if revokeErr == nil && !tok.Access.IsZero() {
 			revokeErr = client.Revoke(e.ctx, tok.Access)

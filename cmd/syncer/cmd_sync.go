@@ -3,28 +3,44 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/syncerhq/syncer/monitor"
+	"github.com/syncerhq/syncer/store"
 	"github.com/syncerhq/syncer/sync"
 )
 
-// cmdSync is syncer with no subcommand: the daemon, or one run with -once.
-func cmdSync(e env, args []string) error {
-	fs := newFlagSet("syncer", e)
+// setupSync is syncer with no command: the daemon, or one run with -once.
+func setupSync(fs *flag.FlagSet) func(e env, args []string) error {
 	once := fs.Bool("once", false, "sync now and exit")
 	var names stringList
-	fs.Var(&names, "connection", "sync only this connection (repeatable)")
-	if err := parseFlags(fs, e, args); err != nil {
-		return err
+	fs.Var(&names, "connection", "with -once: sync only the connection of this `name` (repeatable)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	return func(e env, args []string) error {
+		if *showVersion {
+			printVersion(e.stdout)
+			return nil
+		}
+		return syncMain(e, args, *once, names)
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (commands: connect, import, status, disconnect, query, backup, demo)", fs.Arg(0))
+}
+
+func syncMain(e env, args []string, once bool, names stringList) error {
+	if len(args) > 0 {
+		msg := fmt.Sprintf("unexpected argument %q", args[0])
+		if s := nearest(commandList(), args[0]); s != "" {
+			msg += fmt.Sprintf(" (did you mean the command %q? commands come first)", s)
+		}
+		return usageError{msg: msg}
 	}
-	if len(names) > 0 && !*once {
+	if len(names) > 0 && !once {
 		return usagef("-connection works only with -once")
 	}
 	a, err := newApp(e)
@@ -37,6 +53,29 @@ func cmdSync(e env, args []string) error {
 	schedule, err := sync.ParseSchedule(a.cfg.Schedule)
 	if err != nil {
 		return fmt.Errorf("%w: SYNCER_SCHEDULE: %v", errConfig, err)
+	}
+	// Start-up checks of the monitoring, before the data directory: a
+	// metrics file that cannot be written, an address in use.
+	if a.cfg.MetricsFile != "" {
+		if err := monitor.CheckFileDir(a.cfg.MetricsFile); err != nil {
+			return fmt.Errorf("%w: SYNCER_METRICS_FILE: %v", errConfig, err)
+		}
+	}
+	var metricsServer *monitor.Server
+	var healthCheck atomic.Pointer[func(context.Context) error]
+	starting := func(context.Context) error { return errors.New("starting") }
+	healthCheck.Store(&starting)
+	if a.cfg.MetricsAddr != "" && !once {
+		addr, _ := monitor.ListenAddr(a.cfg.MetricsAddr) // checked by loadConfig
+		srv, err := a.metrics.Listen(addr, func(ctx context.Context) error { return (*healthCheck.Load())(ctx) })
+		if err != nil {
+			return fmt.Errorf("%w: SYNCER_METRICS_ADDR: cannot listen on %s: %v", errConfig, addr, err)
+		}
+		metricsServer = srv
+	}
+	w, err := a.newWatcher(!once)
+	if err != nil {
+		return err
 	}
 	if err := a.openStore(e.ctx); err != nil {
 		if e.ctx.Err() != nil {
@@ -52,13 +91,22 @@ func cmdSync(e env, args []string) error {
 	} else if n > 0 {
 		a.log.Warn("marked runs left open by a stopped process as interrupted", "runs", n)
 	}
+	if !once {
+		if err := a.checkCredentials(e.ctx); err != nil {
+			return err
+		}
+	}
 	s := a.syncer()
+	s.Observer = w
 
-	if *once {
+	if once {
+		if names, err = onceConnections(e, a, names); err != nil {
+			return err
+		}
 		sum, err := s.Run(e.ctx, sync.TriggerOnce, names)
 		if err != nil {
 			if errors.Is(err, sync.ErrNoConnection) {
-				return usagef("%v", err)
+				return usagef("%v", withHint(err))
 			}
 			return err
 		}
@@ -77,20 +125,93 @@ func cmdSync(e env, args []string) error {
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
 		},
 	}
-	if interval, err := daemon.SdWatchdogEnabled(false); err == nil && interval > 0 {
-		// Both must answer: a scheduler that stopped turning, or a database
-		// that hangs, means no ping, and systemd restarts the service.
-		healthy := func(ctx context.Context) error {
-			if err := sched.Alive(ctx); err != nil {
-				return err
-			}
-			return a.store.Ping(ctx)
+	// Both must answer: a scheduler that stopped turning, or a database
+	// that hangs, means no watchdog ping (systemd restarts the service) and
+	// a 503 from /healthz.
+	healthy := func(ctx context.Context) error {
+		if err := sched.Alive(ctx); err != nil {
+			return err
 		}
+		return a.store.Ping(ctx)
+	}
+	if interval, err := daemon.SdWatchdogEnabled(false); err == nil && interval > 0 {
 		go watchdog(e.ctx, a.log, interval, healthy, func(state string) { _, _ = daemon.SdNotify(false, state) })
+	}
+	if err := a.loadConnectionMetrics(e.ctx); err != nil {
+		a.log.Warn("reading connections for the metrics failed", "error", err)
+	}
+	if metricsServer != nil {
+		healthCheck.Store(&healthy)
+		go func() {
+			if err := metricsServer.Serve(e.ctx); err != nil {
+				a.log.Error("metrics server stopped", "error", err)
+			}
+		}()
+		a.log.Info("serving /metrics and /healthz", "addr", metricsServer.Addr())
 	}
 	err = sched.Run(e.ctx)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	return err
+}
+
+// checkCredentials refuses to start a daemon that could not sync a
+// provider's active connections: it would only fail them run after run.
+func (a *app) checkCredentials(ctx context.Context) error {
+	conns, err := a.store.Connections(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range conns {
+		if c.State != store.StateActive {
+			continue
+		}
+		if err := a.needCredentials(c.Provider); err != nil {
+			return fmt.Errorf("%w (connection %q is active)", err, c.Name)
+		}
+	}
+	return nil
+}
+
+// onceConnections checks the -connection names before a run: each named
+// once, each one that exists and is not disconnected. With no connections
+// at all it says how to add one.
+func onceConnections(e env, a *app, names []string) ([]string, error) {
+	conns, err := a.store.Connections(e.ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(conns) == 0 {
+		fmt.Fprintln(e.stderr, "syncer: no connections yet, so there is nothing to sync. Add one with "+
+			"`syncer connect everreal -name N -subdomain S -username EMAIL`, `syncer connect estateguru -name N` "+
+			"or `syncer import ...` (see `syncer help connect`); `syncer demo` shows the whole job first.")
+	}
+	byName := make(map[string]store.Connection, len(conns))
+	known := make([]string, 0, len(conns))
+	for _, c := range conns {
+		byName[c.Name] = c
+		if c.State != store.StateDisconnected {
+			known = append(known, c.Name)
+		}
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range names {
+		if seen[n] {
+			continue // named twice: synced once
+		}
+		seen[n] = true
+		c, ok := byName[n]
+		switch {
+		case !ok && len(known) == 0:
+			return nil, usagef("-connection %q: there is no such connection (there are none yet)", n)
+		case !ok:
+			return nil, usagef("-connection %q: there is no such connection (connections: %s)", n, strings.Join(known, ", "))
+		case c.State == store.StateDisconnected:
+			return nil, usagef("-connection %q is disconnected: connect it again with `syncer connect %s -name %s ...` to sync it", n, c.Provider, n)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // summaryError turns a run's outcome into the exit code: 1 when a person

@@ -364,6 +364,8 @@ func TestCorruptTokensDatabase(t *testing.T) {
 func TestVaultThatCannotTakeAWriteIsNotRefreshed(t *testing.T) {
 	t.Parallel()
 	w := faultWorld(t, sandbox.Options{AccessTTL: time.Second})
+	// A short busy timeout: each connection's write check waits it out.
+	w.env = append(w.env, "SYNCER_BUSY_TIMEOUT=200ms")
 	// Another process holds tokens.db's write lock past syncer's busy
 	// timeout: a rotated token could not be saved, so no refresh may be
 	// asked for. (A full disk or a file turned read-only fails the same

@@ -12,7 +12,8 @@ import (
 	"github.com/syncerhq/syncer/sync/provider"
 )
 
-// newLogger is the one logging setup: tint with colour on a terminal; plain
+// newLogger is the one logging setup: tint on a terminal (colour unless
+// NO_COLOR is set); plain
 // key=value without timestamps under journald (it stamps lines itself); JSON
 // on request. Secrets are redacted by type (provider.Secret is a
 // slog.LogValuer) and, as a backstop, by key name and by value.
@@ -38,7 +39,9 @@ func newLogger(w io.Writer, level, format string, secrets []string) *slog.Logger
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) && !underJournald {
-		return slog.New(tint.NewHandler(w, &tint.Options{Level: lvl, ReplaceAttr: replace, TimeFormat: "15:04:05"}))
+		// NO_COLOR (https://no-color.org): any non-empty value turns colour off.
+		noColor := os.Getenv("NO_COLOR") != ""
+		return slog.New(tint.NewHandler(w, &tint.Options{Level: lvl, ReplaceAttr: replace, TimeFormat: "15:04:05", NoColor: noColor}))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -1,6 +1,6 @@
 package main
 
-// The reporting surface, end to end: the README's example queries run
+// The reporting surface, end to end: the example queries of docs/views.md run
 // through `syncer query` against sandbox history, the query command's
 // formats and its refusal to write, backups, readers alongside the writer,
 // and retention.
@@ -61,9 +61,9 @@ func (w *world) backdate(d time.Duration) {
 	}
 }
 
-// The README's example queries ("Querying your data"), verbatim. Each is run
-// by TestReadmeExamples and its answer checked; readmeExamples() fails the
-// test if the README shows an SQL block that is not in this list.
+// The example queries of docs/views.md, verbatim. Each is run by
+// TestViewsDocExamples and its answer checked; TestViewsDocMatchesExamples
+// fails if the doc shows an SQL block that is not in this list.
 const (
 	exLatestPortfolios = `SELECT connection, snapshot_at, currency,
        printf('%.2f', cash_cents / 100.0) AS cash, investments
@@ -109,23 +109,16 @@ ORDER BY connection, scope;`
 var allExamples = []string{exLatestPortfolios, exPortfolioHistory, exLastWeek, exInvestmentChanges, exUsersByCompany,
 	exScopeChanges, exRuns, exScopes, exShellConnections, exShellJSON}
 
-// TestReadmeMatchesExamples: every ```sql block in the README's "Querying
-// your data" section is one of the examples tested here, so the README
-// cannot show a query nobody ran.
-func TestReadmeMatchesExamples(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+// TestViewsDocMatchesExamples: every ```sql block in docs/views.md (where
+// the README's "Querying your data" section went) is one of the examples
+// tested here, so the docs cannot show a query nobody ran. (The README's
+// own examples run in TestReadmeExamples.)
+func TestViewsDocMatchesExamples(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "views.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme := string(b)
-	start := strings.Index(readme, "\n## Querying your data")
-	if start < 0 {
-		t.Skip(`README.md has no "## Querying your data" section yet`)
-	}
-	section := readme[start+1:]
-	if end := strings.Index(section, "\n## "); end >= 0 {
-		section = section[:end]
-	}
+	section := string(b)
 	// The ```sql blocks, and the SQL quoted in `syncer query ... '...'`
 	// command lines.
 	var shown []string
@@ -137,7 +130,7 @@ func TestReadmeMatchesExamples(t *testing.T) {
 		shown = append(shown, m[1])
 	}
 	if sqlBlocks == 0 || len(shown) == sqlBlocks {
-		t.Fatalf(`the "Querying your data" section should have sql blocks and syncer query command lines; found %d and %d`, sqlBlocks, len(shown)-sqlBlocks)
+		t.Fatalf(`docs/views.md should have sql blocks and syncer query command lines; found %d and %d`, sqlBlocks, len(shown)-sqlBlocks)
 	}
 	tested := map[string]bool{}
 	for _, q := range allExamples {
@@ -145,7 +138,7 @@ func TestReadmeMatchesExamples(t *testing.T) {
 	}
 	for _, q := range shown {
 		if q = strings.TrimSpace(q); !tested[q] {
-			t.Errorf("README example is not run by any test (add it to allExamples and TestReadmeExamples):\n%s", q)
+			t.Errorf("docs/views.md example is not run by any test (add it to allExamples and TestViewsDocExamples):\n%s", q)
 		}
 	}
 }
@@ -193,7 +186,7 @@ func (w *world) csvQuery(q string) string {
 	return strings.ReplaceAll(res.stdout, "\r\n", "\n")
 }
 
-func TestReadmeExamples(t *testing.T) {
+func TestViewsDocExamples(t *testing.T) {
 	if time.Now().UTC().Add(time.Minute).Day() != time.Now().UTC().Day() {
 		t.Skip("too close to midnight UTC: the two runs could land in different periods than planned")
 	}

@@ -215,7 +215,8 @@ func (c *Client) Refresh(ctx context.Context, refresh provider.Secret) (provider
 	form := url.Values{}
 	form.Set("grant_type", "refresh_token")
 	form.Set("refresh_token", refresh.Reveal())
-	secrets := []string{refresh.Reveal(), c.ClientSecret.Reveal()}
+	secrets := append([]string{refresh.Reveal(), c.ClientSecret.Reveal()},
+		provider.BasicForms(c.ClientID, c.ClientSecret.Reveal())...)
 	now := c.now()
 	resp, err := c.policy(nil).Do(ctx, provider.Request{
 		Provider: Name,
@@ -339,9 +340,9 @@ func (c *Client) needCredentials(op string) error {
 	var missing string
 	switch {
 	case c.ClientID == "":
-		missing = "no client id is configured (SYNCER_ESTATEGURU_CLIENT_ID)"
+		missing = "no client id is configured"
 	case c.ClientSecret.IsZero():
-		missing = "no client secret is configured (SYNCER_ESTATEGURU_CLIENT_SECRET)"
+		missing = "no client secret is configured"
 	default:
 		return nil
 	}
@@ -365,6 +366,17 @@ func (c *Client) requestID(op string) (string, error) {
 // echoes the id with a prefix prepended (its sample answer to requestId
 // d16509f6-... carries 1313d3df-...-6dc84b71bd16509f6-...), so a suffix
 // match is accepted.
+// CallbackMatches reports whether a redirect callback carries our request
+// id: one that does not is not the answer to our authorize call (anyone can
+// send the loopback listener a request) and is to be ignored.
+func CallbackMatches(q url.Values, requestID string) bool {
+	got := q.Get("request_id")
+	if got == "" {
+		got = q.Get("requestId")
+	}
+	return requestIDMatches(got, requestID)
+}
+
 func requestIDMatches(got, ours string) bool {
 	return ours != "" && strings.HasSuffix(got, ours)
 }

@@ -1,10 +1,10 @@
 package estateguru
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 )
 
 // ParseCents parses a decimal amount of money exactly into minor units
@@ -22,20 +22,23 @@ import (
 //
 // Errors from ParseCents are plain errors; the client wraps them into a
 // *provider.Error naming the field and the investment.
-func ParseCents(s string) (int64, error) {
+func ParseCents(s string) (int64, error) { return parseCents([]byte(s)) }
+
+// parseCents is ParseCents reading bytes, as Cents.UnmarshalJSON has them.
+func parseCents(s []byte) (int64, error) {
 	n, err := parseDecimal(s, 2)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not an amount of money: %w", clipValue(s), err)
+		return 0, fmt.Errorf("%q is not an amount of money: %w", clipValue(string(s)), err)
 	}
 	return n, nil
 }
 
 // parseQuantity parses a whole number that may be written as a decimal
 // with a zero fraction ("3", "3.0"), as a JSON number or string may be.
-func parseQuantity(s string) (int64, error) {
+func parseQuantity(s []byte) (int64, error) {
 	n, err := parseDecimal(s, 0)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a whole number: %w", clipValue(s), err)
+		return 0, fmt.Errorf("%q is not a whole number: %w", clipValue(string(s)), err)
 	}
 	return n, nil
 }
@@ -52,9 +55,9 @@ var (
 
 // parseDecimal returns s * 10^scale as an int64, exactly, or an error saying
 // why it cannot.
-func parseDecimal(s string, scale int) (int64, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
+func parseDecimal(s []byte, scale int) (int64, error) {
+	s = bytes.TrimSpace(s)
+	if len(s) == 0 {
 		return 0, errEmpty
 	}
 	neg := false
@@ -65,17 +68,17 @@ func parseDecimal(s string, scale int) (int64, error) {
 	case '+':
 		s = s[1:]
 	}
-	intPart, frac, hasPoint := strings.Cut(s, ".")
-	if hasPoint && (intPart == "" || frac == "") {
-		if intPart == "" && frac == "" {
+	intPart, frac, hasPoint := bytes.Cut(s, []byte("."))
+	if hasPoint && (len(intPart) == 0 || len(frac) == 0) {
+		if len(intPart) == 0 && len(frac) == 0 {
 			return 0, errSyntax
 		}
 		return 0, errBarePoint
 	}
-	if intPart == "" {
+	if len(intPart) == 0 {
 		return 0, errSyntax
 	}
-	for _, part := range []string{intPart, frac} {
+	for _, part := range [...][]byte{intPart, frac} {
 		for i := 0; i < len(part); i++ {
 			c := part[i]
 			switch {
@@ -138,11 +141,11 @@ func parseDecimal(s string, scale int) (int64, error) {
 
 // isExponent reports whether s is what follows the e of an exponent: an
 // optional sign and digits.
-func isExponent(s string) bool {
-	if s != "" && (s[0] == '+' || s[0] == '-') {
+func isExponent(s []byte) bool {
+	if len(s) > 0 && (s[0] == '+' || s[0] == '-') {
 		s = s[1:]
 	}
-	if s == "" {
+	if len(s) == 0 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

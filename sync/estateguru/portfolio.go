@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/syncerhq/syncer/sync/provider"
 )
 
@@ -62,101 +62,124 @@ func decodeInvestmentsAnswer(resp *provider.Response, reqID string) (*Portfolio,
 	return p, nil
 }
 
+// Answer is a userInvestments answer as received (a success status, the
+// body read whole), not yet decoded: FetchInvestments returns it, and
+// Decode turns it into a Portfolio or the error Investments would return.
+type Answer struct {
+	resp   *provider.Response
+	reqID  string
+	access provider.Secret // scrubbed from every error
+}
+
+// NewAnswer is an answer with this body, as if received for the request id
+// reqID: what a fake client returns from FetchInvestments.
+func NewAnswer(body []byte, reqID string) *Answer {
+	return &Answer{resp: &provider.Response{Status: 200, Body: body}, reqID: reqID}
+}
+
+// Raw is the whole answer, as received.
+func (a *Answer) Raw() []byte { return a.resp.Body }
+
+// Decode decodes the whole answer: the Portfolio, or the error Investments
+// would return for it.
+func (a *Answer) Decode() (*Portfolio, error) {
+	p, err := decodeInvestmentsAnswer(a.resp, a.reqID)
+	if err != nil {
+		return nil, scrub(err, a.access.Reveal())
+	}
+	return p, nil
+}
+
 var errRequestID = errors.New("request id mismatch")
 
-// decodePortfolio reads the answer in one pass with a streaming decoder,
-// holding one investment's raw values at a time. Keys are matched without
+// decodePortfolio reads the answer in one pass with a streaming decoder
+// (jsontext), holding one investment at a time. Keys are matched without
 // regard to case, underscores or hyphens (requestId, request_id;
 // investment_amount, investmentAmount); unknown keys are skipped. A non-empty
 // string "error" member makes it an error answer: its code is returned (and
-// any decoding error dropped) for the caller to classify.
+// any later decoding error dropped) for the caller to classify.
 //
 // The answer must be one JSON object with a cash member; investments may be
 // missing or null (none). A requestId, when present, must be reqID or end
 // with it (errRequestID otherwise). Amounts that are missing or null are 0.
 func decodePortfolio(body []byte, reqID string) (*Portfolio, string, error) {
-	// Ordinary answers take the one-pass fast path (portfolio_fast.go); it
-	// leaves anything else, errors included, to the careful reading below.
-	if p, ok := decodePortfolioFast(body, reqID); ok {
-		return p, "", nil
-	}
-	var code string
-	p, err := decodePortfolioBody(body, reqID, &code)
-	if code != "" {
-		return nil, code, nil
+	r := portfolioReader{dec: jsontext.NewDecoder(bytes.NewBuffer(body),
+		jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))}
+	p, err := r.portfolio(reqID)
+	if r.code != "" {
+		return nil, r.code, nil
 	}
 	if err != nil {
 		return nil, "", err
 	}
+	if !onlySpace(r.dec.UnreadBuffer()) {
+		return nil, "", errors.New("more data follows the JSON object")
+	}
 	return p, "", nil
 }
 
-func decodePortfolioBody(body []byte, reqID string, code *string) (*Portfolio, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := expectDelim(dec, '{', "the answer is not a JSON object"); err != nil {
+type portfolioReader struct {
+	dec  *jsontext.Decoder
+	code string // the error answer's code, once met
+	norm []byte // scratch for normalized keys
+}
+
+func (r *portfolioReader) portfolio(reqID string) (*Portfolio, error) {
+	if err := r.open('{', msg("the answer is not a JSON object")); err != nil {
 		return nil, err
 	}
 	p := &Portfolio{RequestID: reqID}
 	haveCash := false
-	for dec.More() {
-		key, err := nextKey(dec)
+	for r.dec.PeekKind() != '}' {
+		_, norm, err := r.name()
 		if err != nil {
 			return nil, err
 		}
-		switch normKey(key) {
-		case "requestid":
-			got, err := decodeString(dec, "requestId")
-			if err != nil {
-				return nil, err
-			}
-			if got != "" && !requestIDMatches(got, reqID) {
-				return nil, errRequestID
-			}
-		case "currency":
-			cur, err := decodeString(dec, "currency")
-			if err != nil {
-				return nil, err
-			}
-			p.Currency = strings.TrimSpace(cur)
-		case "cash":
-			raw, err := decodeRaw(dec)
-			if err != nil {
-				return nil, err
-			}
-			if isNull(raw) {
-				haveCash = false
-				continue
-			}
-			cents, err := moneyValue(raw)
-			if err != nil {
-				return nil, fmt.Errorf("cash: %w", err)
-			}
-			p.CashCents, haveCash = cents, true
-		case "investments":
-			list, err := decodeInvestmentList(dec)
+		if string(norm) == "investments" {
+			list, err := r.investments()
 			if err != nil {
 				return nil, err
 			}
 			p.Investments = list // a repeated member replaces, as encoding/json does
+			continue
+		}
+		raw, err := r.value()
+		if err != nil {
+			return nil, err
+		}
+		switch string(norm) {
+		case "requestid":
+			var got Text
+			if err := got.UnmarshalJSON(raw); err != nil {
+				return nil, fmt.Errorf("requestId %w", err)
+			}
+			if got != "" && !requestIDMatches(string(got), reqID) {
+				return nil, errRequestID
+			}
+		case "currency":
+			var cur Text
+			if err := cur.UnmarshalJSON(raw); err != nil {
+				return nil, fmt.Errorf("currency %w", err)
+			}
+			p.Currency = strings.TrimSpace(string(cur))
+		case "cash":
+			if isNull(raw) {
+				haveCash = false
+				continue
+			}
+			var cash Cents
+			if err := cash.UnmarshalJSON(raw); err != nil {
+				return nil, fmt.Errorf("cash: %w", err)
+			}
+			p.CashCents, haveCash = int64(cash), true
 		case "error":
-			raw, err := decodeRaw(dec)
-			if err != nil {
-				return nil, err
-			}
 			if c := errorCode(raw); c != "" {
-				*code = c
-			}
-		default:
-			if _, err := decodeRaw(dec); err != nil {
-				return nil, err
+				r.code = c
 			}
 		}
 	}
-	if err := expectDelim(dec, '}', "the answer is not one JSON object"); err != nil {
+	if err := r.close('}', msg("the answer is not one JSON object")); err != nil {
 		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("more data follows the JSON object")
 	}
 	if !haveCash {
 		return nil, errors.New("the answer has no cash")
@@ -164,144 +187,233 @@ func decodePortfolioBody(body []byte, reqID string, code *string) (*Portfolio, e
 	return p, nil
 }
 
-func decodeInvestmentList(dec *json.Decoder) ([]Investment, error) {
-	t, err := dec.Token()
-	if err != nil {
-		return nil, jsonCause(err)
-	}
-	if t == nil {
-		return nil, nil // "investments": null
-	}
-	if d, ok := t.(json.Delim); !ok || d != '[' {
+// investments reads the value of an "investments" member: null (none) or a
+// list of objects.
+func (r *portfolioReader) investments() ([]Investment, error) {
+	switch r.dec.PeekKind() {
+	case 'n':
+		_, err := r.value()
+		return nil, err
+	case '[':
+	case 0:
+		_, err := r.dec.ReadToken()
+		return nil, jsonTextCause(err)
+	default:
+		if _, err := r.value(); err != nil {
+			return nil, err
+		}
 		return nil, errors.New("investments is not a list")
 	}
+	if _, err := r.dec.ReadToken(); err != nil {
+		return nil, jsonTextCause(err)
+	}
+	// Sized once from the answer's length (EstateGuru's investments take
+	// about 270 bytes each): growing a list of 100,000 by appending
+	// allocates it several times over.
 	var list []Investment
-	for i := 1; dec.More(); i++ {
-		inv, err := decodeInvestment(dec, i)
+	if n := len(r.dec.UnreadBuffer()) / 256; n > 16 {
+		list = make([]Investment, 0, n)
+	}
+	for i := 1; r.dec.PeekKind() != ']'; i++ {
+		notObject := func() string { return fmt.Sprintf("investment %d is not a JSON object", i) }
+		if err := r.open('{', notObject); err != nil {
+			return nil, err
+		}
+		var a investmentAnswer
+		for r.dec.PeekKind() != '}' {
+			key, norm, err := r.name()
+			if err != nil {
+				return nil, err
+			}
+			raw, err := r.value()
+			if err != nil {
+				return nil, err
+			}
+			a.member(norm, key, raw)
+		}
+		if err := r.close('}', notObject); err != nil {
+			return nil, err
+		}
+		inv, err := a.investment(i)
 		if err != nil {
 			return nil, err
 		}
 		list = append(list, inv)
 	}
-	if err := expectDelim(dec, ']', "investments is not a list"); err != nil {
+	if err := r.close(']', msg("investments is not a list")); err != nil {
 		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, nil // an empty list is none, as null is
 	}
 	return list, nil
 }
 
-// rawValue is one member of an investment, with the key it came under (for
-// error messages: the key as the provider spelled it).
-type rawValue struct {
-	key string
-	raw json.RawMessage
-}
-
-// decodeInvestment reads the i-th (1-based) investment object.
-func decodeInvestment(dec *json.Decoder, i int) (Investment, error) {
-	var inv Investment
-	if err := expectDelim(dec, '{', fmt.Sprintf("investment %d is not a JSON object", i)); err != nil {
-		return inv, err
+// name reads a member's name: as spelled (valid until the next read) and
+// normalized (see normKey).
+func (r *portfolioReader) name() (key, norm []byte, err error) {
+	raw, err := r.dec.ReadValue()
+	if err != nil {
+		return nil, nil, jsonTextCause(err)
 	}
-	var f investmentFields
-	for dec.More() {
-		key, err := nextKey(dec)
+	key = raw[1 : len(raw)-1]
+	if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) {
+		s, err := stringValue([]byte(raw))
 		if err != nil {
-			return inv, err
+			return nil, nil, err
 		}
-		raw, err := decodeRaw(dec)
-		if err != nil {
-			return inv, err
-		}
-		if dst := f.member(normKey(key)); dst != nil {
-			*dst = rawValue{key: key, raw: raw}
+		key = []byte(s)
+	}
+	r.norm = r.norm[:0]
+	for _, c := range key {
+		switch {
+		case c == '_' || c == '-':
+		case 'A' <= c && c <= 'Z':
+			r.norm = append(r.norm, c+'a'-'A')
+		default:
+			r.norm = append(r.norm, c)
 		}
 	}
-	if err := expectDelim(dec, '}', fmt.Sprintf("investment %d is not a JSON object", i)); err != nil {
-		return inv, err
+	return key, r.norm, nil
+}
+
+func (r *portfolioReader) value() ([]byte, error) {
+	raw, err := r.dec.ReadValue()
+	if err != nil {
+		return nil, jsonTextCause(err)
 	}
-	return investmentFrom(i, &f)
+	return raw, nil
 }
 
-// investmentFields are the members of one investment object that matter,
-// the last of each kind (as encoding/json keeps the last of repeated keys).
-type investmentFields struct {
-	name, quantity, resourcePath                        rawValue
-	amount, market, principal, profit, realized, change rawValue
+// open reads the delimiter that opens an object or list; msg when the next
+// value is something else.
+func (r *portfolioReader) open(want jsontext.Kind, msg func() string) error {
+	switch r.dec.PeekKind() {
+	case want:
+		_, err := r.dec.ReadToken()
+		return jsonTextCause(err)
+	case 0:
+		_, err := r.dec.ReadToken()
+		return jsonTextCause(err)
+	}
+	if _, err := r.value(); err != nil {
+		return err
+	}
+	return errors.New(msg())
 }
 
-// member is where the value of the member with this normalized key (see
-// normKey) goes; nil for a member that does not matter. Both decoders use it.
-func (f *investmentFields) member(norm string) *rawValue {
-	switch norm {
-	case "name":
-		return &f.name
-	case "quantity":
-		return &f.quantity
-	case "resourcepath":
-		return &f.resourcePath
-	case "investmentamount":
-		return &f.amount
-	case "marketvalue":
-		return &f.market
-	case "principalleft":
-		return &f.principal
-	case "profit":
-		return &f.profit
-	case "realizedincome":
-		return &f.realized
-	case "change":
-		return &f.change
+// close reads the delimiter that ends an object or list.
+func (r *portfolioReader) close(want jsontext.Kind, msg func() string) error {
+	t, err := r.dec.ReadToken()
+	if err != nil {
+		return jsonTextCause(err)
+	}
+	if t.Kind() != want {
+		return errors.New(msg())
 	}
 	return nil
 }
 
-// investmentFrom makes the i-th (1-based) investment of its members, parsing
-// every amount exactly.
-func investmentFrom(i int, f *investmentFields) (Investment, error) {
+// msg is an error message made only when it is needed.
+func msg(s string) func() string { return func() string { return s } }
+
+// onlySpace reports whether b is JSON white space alone.
+func onlySpace(b []byte) bool {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// jsonTextCause keeps a JSON error's position but never a quoted value.
+func jsonTextCause(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *jsontext.SyntacticError
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("truncated JSON")
+	case errors.As(err, &se):
+		return fmt.Errorf("broken JSON at byte %d", se.ByteOffset)
+	}
+	return errors.New("undecodable JSON")
+}
+
+// investmentAnswer is one investment object of a userInvestments answer.
+type investmentAnswer struct {
+	Name, ResourcePath                                                           field[Text]
+	Quantity                                                                     field[Count]
+	InvestmentAmount, MarketValue, PrincipalLeft, Profit, RealizedIncome, Change field[Cents]
+}
+
+// member decodes the value of the member with this normalized key (see
+// normKey); false for a member that does not matter.
+func (a *investmentAnswer) member(norm, key, raw []byte) bool {
+	switch string(norm) {
+	case "name":
+		set(&a.Name, key, raw, text)
+	case "quantity":
+		set(&a.Quantity, key, raw, count)
+	case "resourcepath":
+		set(&a.ResourcePath, key, raw, text)
+	case "investmentamount":
+		set(&a.InvestmentAmount, key, raw, cents)
+	case "marketvalue":
+		set(&a.MarketValue, key, raw, cents)
+	case "principalleft":
+		set(&a.PrincipalLeft, key, raw, cents)
+	case "profit":
+		set(&a.Profit, key, raw, cents)
+	case "realizedincome":
+		set(&a.RealizedIncome, key, raw, cents)
+	case "change":
+		set(&a.Change, key, raw, cents)
+	default:
+		return false
+	}
+	return true
+}
+
+// investment is the i-th (1-based) investment, or the first refused value
+// in it: its name and path first (they say which investment a bad value is
+// in), then its quantity and amounts.
+func (a *investmentAnswer) investment(i int) (Investment, error) {
 	var inv Investment
-	// Name and path first: they say which investment a bad value is in.
-	var err error
-	if inv.Name, err = stringValue(f.name.raw); err != nil {
-		return inv, fmt.Errorf("investment %d: %s: %w", i, cleanText(f.name.key, 40), err)
+	for _, f := range []*field[Text]{&a.Name, &a.ResourcePath} {
+		if f.err != nil {
+			return inv, fmt.Errorf("investment %d: %s: %w", i, cleanText(f.key, 40), f.err)
+		}
 	}
-	if inv.ResourcePath, err = stringValue(f.resourcePath.raw); err != nil {
-		return inv, fmt.Errorf("investment %d: %s: %w", i, cleanText(f.resourcePath.key, 40), err)
-	}
-	inv.ResourcePath = strings.TrimSpace(inv.ResourcePath)
+	inv.Name = string(a.Name.v)
+	inv.ResourcePath = strings.TrimSpace(string(a.ResourcePath.v))
 	inv.LoanID = loanID(inv.ResourcePath)
 	where := func(key string, err error) error {
 		return fmt.Errorf("investment %d (%s): %s: %w", i, describeInvestment(inv), cleanText(key, 40), err)
 	}
-	if q, ok := plainWhole(f.quantity.raw); ok {
-		inv.Quantity = q
-	} else if len(f.quantity.raw) > 0 && !isNull(f.quantity.raw) {
-		s, err := numberText(f.quantity.raw)
-		if err == nil {
-			inv.Quantity, err = parseQuantity(s)
-		}
-		if err != nil {
-			return inv, where(f.quantity.key, err)
-		}
+	if a.Quantity.err != nil {
+		return inv, where(a.Quantity.key, a.Quantity.err)
 	}
+	inv.Quantity = int64(a.Quantity.v)
 	for _, f := range [...]struct {
-		v   *rawValue
+		in  *field[Cents]
 		out *int64
 	}{
-		{&f.amount, &inv.InvestmentAmountCents},
-		{&f.market, &inv.MarketValueCents},
-		{&f.principal, &inv.PrincipalLeftCents},
-		{&f.profit, &inv.ProfitCents},
-		{&f.realized, &inv.RealizedIncomeCents},
-		{&f.change, &inv.ChangeCents},
+		{&a.InvestmentAmount, &inv.InvestmentAmountCents},
+		{&a.MarketValue, &inv.MarketValueCents},
+		{&a.PrincipalLeft, &inv.PrincipalLeftCents},
+		{&a.Profit, &inv.ProfitCents},
+		{&a.RealizedIncome, &inv.RealizedIncomeCents},
+		{&a.Change, &inv.ChangeCents},
 	} {
-		if len(f.v.raw) == 0 || isNull(f.v.raw) {
-			continue
+		if f.in.err != nil {
+			return inv, where(f.in.key, f.in.err)
 		}
-		cents, err := moneyValue(f.v.raw)
-		if err != nil {
-			return inv, where(f.v.key, err)
-		}
-		*f.out = cents
+		*f.out = int64(f.in.v)
 	}
 	return inv, nil
 }
@@ -320,206 +432,4 @@ func describeInvestment(inv Investment) string {
 		return "unnamed"
 	}
 	return strings.Join(parts, ", ")
-}
-
-// loanID returns the last non-empty path segment of a resource path
-// ("https://estateguru.co/portal/investment/single/EE11111" -> "EE11111"),
-// or "" when it has none.
-func loanID(resourcePath string) string {
-	if id, ok := plainLoanID(resourcePath); ok {
-		return id
-	}
-	return parsedLoanID(resourcePath)
-}
-
-// parsedLoanID is loanID the long way, through url.Parse.
-func parsedLoanID(resourcePath string) string {
-	p := resourcePath
-	if u, err := url.Parse(resourcePath); err == nil {
-		p = u.Path
-	} else {
-		// Not a URL (a stray space or percent sign): cut query and fragment
-		// by hand.
-		if i := strings.IndexAny(p, "?#"); i >= 0 {
-			p = p[:i]
-		}
-	}
-	segs := strings.Split(p, "/")
-	for i := len(segs) - 1; i >= 0; i-- {
-		if s := strings.TrimSpace(segs[i]); s != "" {
-			return s
-		}
-	}
-	return ""
-}
-
-// moneyValue parses an amount that is a JSON string ("48872900.14") or a JSON
-// number (48872900.14), exactly, from its literal text.
-func moneyValue(raw json.RawMessage) (int64, error) {
-	if cents, ok := plainCents(raw); ok {
-		return cents, nil
-	}
-	s, err := numberText(raw)
-	if err != nil {
-		return 0, err
-	}
-	return ParseCents(s)
-}
-
-// numberText returns the text of a JSON string or the literal of a JSON
-// number, never going through float64.
-func numberText(raw json.RawMessage) (string, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return "", errors.New("no value")
-	}
-	switch c := raw[0]; {
-	case c == '"':
-		if s, ok := plainString(raw); ok {
-			return s, nil
-		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", errors.New("undecodable JSON string")
-		}
-		return s, nil
-	case c == '-' || ('0' <= c && c <= '9'):
-		return string(raw), nil
-	default:
-		return "", fmt.Errorf("is a JSON %s, expected a number or a numeric string", jsonKind(c))
-	}
-}
-
-func stringValue(raw json.RawMessage) (string, error) {
-	if len(raw) == 0 || isNull(raw) {
-		return "", nil
-	}
-	if raw[0] != '"' {
-		return "", fmt.Errorf("is a JSON %s, expected a string", jsonKind(raw[0]))
-	}
-	if s, ok := plainString(raw); ok {
-		return s, nil
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", errors.New("undecodable JSON string")
-	}
-	return s, nil
-}
-
-// plainString returns the value of a JSON string literal that holds no
-// escapes, no control characters and only valid UTF-8: its bytes between the
-// quotes, exactly what json.Unmarshal would give, without its cost. ok is
-// false for anything else (json.Unmarshal decides those).
-func plainString(raw []byte) (string, bool) {
-	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
-		return "", false
-	}
-	in := raw[1 : len(raw)-1]
-	ascii := true
-	for _, c := range in {
-		if c < 0x20 || c == '"' || c == '\\' {
-			return "", false
-		}
-		if c >= utf8.RuneSelf {
-			ascii = false
-		}
-	}
-	if !ascii && !utf8.Valid(in) {
-		return "", false
-	}
-	return string(in), true
-}
-
-func jsonKind(c byte) string {
-	switch c {
-	case '{':
-		return "object"
-	case '[':
-		return "array"
-	case 't', 'f':
-		return "boolean"
-	case 'n':
-		return "null"
-	case '"':
-		return "string"
-	}
-	return "number"
-}
-
-func isNull(raw json.RawMessage) bool {
-	return string(bytes.TrimSpace(raw)) == "null"
-}
-
-// normKey folds a key's case and drops underscores and hyphens, so
-// request_id, requestId and RequestID are one key.
-func normKey(k string) string {
-	var b strings.Builder
-	b.Grow(len(k))
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		switch {
-		case c == '_' || c == '-':
-		case 'A' <= c && c <= 'Z':
-			b.WriteByte(c + 'a' - 'A')
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
-func decodeString(dec *json.Decoder, what string) (string, error) {
-	raw, err := decodeRaw(dec)
-	if err != nil {
-		return "", err
-	}
-	s, err := stringValue(raw)
-	if err != nil {
-		return "", fmt.Errorf("%s %w", what, err)
-	}
-	return s, nil
-}
-
-func decodeRaw(dec *json.Decoder) (json.RawMessage, error) {
-	var raw json.RawMessage
-	if err := dec.Decode(&raw); err != nil {
-		return nil, jsonCause(err)
-	}
-	return raw, nil
-}
-
-func nextKey(dec *json.Decoder) (string, error) {
-	t, err := dec.Token()
-	if err != nil {
-		return "", jsonCause(err)
-	}
-	key, ok := t.(string)
-	if !ok {
-		return "", errors.New("broken JSON: expected a member name")
-	}
-	return key, nil
-}
-
-func expectDelim(dec *json.Decoder, want json.Delim, msg string) error {
-	t, err := dec.Token()
-	if err != nil {
-		return jsonCause(err)
-	}
-	if d, ok := t.(json.Delim); !ok || d != want {
-		return errors.New(msg)
-	}
-	return nil
-}
-
-// jsonCause keeps a JSON error's position but never a quoted value.
-func jsonCause(err error) error {
-	var se *json.SyntaxError
-	switch {
-	case errors.As(err, &se):
-		return fmt.Errorf("broken JSON at byte %d", se.Offset)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return errors.New("truncated JSON")
-	}
-	return errors.New("undecodable JSON")
 }

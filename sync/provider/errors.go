@@ -118,7 +118,7 @@ func (e *Error) Unwrap() error { return e.Err }
 func (e *Error) Hint() string {
 	switch e.Kind {
 	case KindReauth:
-		return "the provider refused the stored login; run `syncer connect` for this connection again"
+		return "the provider refused the stored login"
 	case KindClient:
 		return "check the client id and secret configured for " + e.Provider
 	case KindBadAnswer:

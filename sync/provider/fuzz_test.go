@@ -88,3 +88,25 @@ func FuzzClassify(f *testing.F) {
 		}
 	})
 }
+
+// FuzzScrubBytes: ScrubBytes finds a secret in a raw answer exactly when a
+// case-folded search does, and leaves no case variant of it behind.
+func FuzzScrubBytes(f *testing.F) {
+	f.Add([]byte(`{"a":"Tok-1","b":"TOK-1tok-1"}`), "tok-1")
+	f.Add([]byte("aaaaAAAAaaaa"), "aAaA")
+	f.Fuzz(func(t *testing.T, raw []byte, secret string) {
+		clean, n := ScrubBytes(raw, secret)
+		found := false
+		for _, form := range secretForms([]string{secret}) {
+			if strings.Contains(asciiLower(string(raw)), asciiLower(form)) {
+				found = true
+			}
+		}
+		if found != (n > 0) {
+			t.Fatalf("ScrubBytes(%q, %q) counted %d, found = %v", raw, secret, n, found)
+		}
+		if n == 0 && string(clean) != string(raw) {
+			t.Fatalf("nothing found but the answer changed")
+		}
+	})
+}

@@ -72,8 +72,13 @@ type HTTP struct {
 
 	// OnRetry, if set, hears of every attempt that failed and will be
 	// retried, with the wait before the next one (0: at once), so an
-	// operator sees a flapping provider before it becomes a failed run.
-	OnRetry func(r Request, attempt int, wait time.Duration, err *Error)
+	// operator sees a flapping provider before it becomes a failed run. ctx
+	// is the call's (ConnectionOf tells which connection it is for).
+	OnRetry func(ctx context.Context, r Request, attempt int, wait time.Duration, err *Error)
+
+	// OnAnswer, if set, hears of every attempt's outcome: the HTTP status,
+	// or 0 when no answer arrived (for metrics).
+	OnAnswer func(r Request, status int)
 }
 
 // Request describes one call. New builds a fresh *http.Request for each
@@ -125,7 +130,7 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 				wait = lastErr.RetryAfter
 			}
 			if h.OnRetry != nil {
-				h.OnRetry(r, attempt, wait, lastErr)
+				h.OnRetry(ctx, r, attempt, wait, lastErr)
 			}
 			if err := h.sleep(ctx, wait); err != nil {
 				return nil, lastErr
@@ -133,6 +138,13 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 		}
 		atOnce = false
 		resp, perr, lostWhy := h.once(ctx, r)
+		if h.OnAnswer != nil {
+			if perr == nil {
+				h.OnAnswer(r, resp.Status)
+			} else {
+				h.OnAnswer(r, perr.Status)
+			}
+		}
 		if perr == nil {
 			return resp, nil
 		}
@@ -148,7 +160,7 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 			atOnce = true
 			attempts++ // on top of Retries
 			if h.OnRetry != nil {
-				h.OnRetry(r, attempt+1, 0, perr)
+				h.OnRetry(ctx, r, attempt+1, 0, perr)
 			}
 		}
 	}
@@ -228,7 +240,7 @@ func (h *HTTP) once(ctx context.Context, r Request) (_ *Response, _ *Error, lost
 		if !sent {
 			return nil, e, nil // never sent whole: nothing can have been processed
 		}
-		if !errors.Is(cause, errNoAnswer) {
+		if !errors.Is(cause, ErrNoAnswer) {
 			// A deadline explains itself; a broken connection does not.
 			e.Err = fmt.Errorf("%w (%w)", ErrAnswerLost, cause)
 		}
@@ -265,10 +277,10 @@ func (h *HTTP) once(ctx context.Context, r Request) (_ *Response, _ *Error, lost
 	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil, nil
 }
 
-// errNoAnswer is a request sent whole and not answered in time: the call's
+// ErrNoAnswer is a request sent whole and not answered in time: the call's
 // deadline or the transport's wait for the answer's headers, both
-// SYNCER_HTTP_TIMEOUT.
-var errNoAnswer = errors.New("no answer before the deadline (SYNCER_HTTP_TIMEOUT)")
+// the HTTP timeout the command configured.
+var ErrNoAnswer = errors.New("no answer before the deadline")
 
 // transportError says plainly what a deadline means; the *url.Error text
 // would otherwise repeat the whole URL, query string included. sent says
@@ -278,7 +290,7 @@ func transportError(ctx context.Context, err error, sent bool) error {
 	timeout := errors.As(err, &ne) && ne.Timeout()
 	switch {
 	case ctx.Err() == context.DeadlineExceeded, timeout && sent:
-		return errNoAnswer
+		return ErrNoAnswer
 	case ctx.Err() == context.Canceled:
 		return context.Canceled
 	case timeout:

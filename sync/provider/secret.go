@@ -3,70 +3,19 @@
 // with, and the one HTTP call policy (deadlines, size caps, retries, rate
 // limits) that both providers go through.
 //
-// It imports nothing of syncer's, so the provider packages, the sync loop and
-// the command can all use it without a cycle.
+// It imports nothing of syncer's but the leaf package secret, so the
+// provider packages, the sync loop and the command can all use it without a
+// cycle.
 package provider
 
-import (
-	"fmt"
-	"log/slog"
-	"time"
-)
+import "github.com/syncerhq/syncer/secret"
 
 // Redacted is what a Secret prints as, in every format.
-const Redacted = "[REDACTED]"
+const Redacted = secret.Redacted
 
-// Secret is a token, password or client secret. It prints, logs and marshals
-// as [REDACTED] whatever verb or encoder is used; Reveal is the only way to
-// the value, and is called only where the value goes on the wire or into the
-// vault.
-type Secret string
+// Secret is a token, password or client secret that never prints (see
+// package secret).
+type Secret = secret.Secret
 
-// Reveal returns the secret's value. Call it only to send it to the provider
-// or to store it in the vault.
-func (s Secret) Reveal() string { return string(s) }
-
-// IsZero reports whether the secret is empty.
-func (s Secret) IsZero() bool { return s == "" }
-
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return Redacted
-}
-
-// GoString keeps %#v from printing the value.
-func (s Secret) GoString() string { return s.String() }
-
-// Format keeps every fmt verb (%s, %v, %q, %x, %d...) from printing the value.
-func (s Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(s.String())) }
-
-// LogValue keeps slog from logging the value.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// MarshalJSON keeps encoding/json from writing the value.
-func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + s.String() + `"`), nil }
-
-// MarshalText keeps text encoders (and encoding/json map keys) from writing the value.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
-// Token is what a grant returns: the access token, the refresh token to use
-// next time, and when each dies. A zero time means the provider did not say.
-type Token struct {
-	Access           Secret
-	Refresh          Secret
-	AccessExpiresAt  time.Time
-	RefreshExpiresAt time.Time
-}
-
-// Secrets lists the token's non-empty secret values, for scrubbing text.
-func (t Token) Secrets() []string {
-	var out []string
-	for _, s := range []Secret{t.Access, t.Refresh} {
-		if s != "" {
-			out = append(out, s.Reveal())
-		}
-	}
-	return out
-}
+// Token is what a grant returns (see package secret).
+type Token = secret.Token

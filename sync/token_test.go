@@ -37,8 +37,8 @@ func (f *rotatingEstateGuru) Refresh(_ context.Context, refresh provider.Secret)
 	return provider.Token{Access: provider.Secret(fmt.Sprintf("access-%d", f.n)), Refresh: provider.Secret(f.valid), AccessExpiresAt: time.Now()}, nil
 }
 
-func (f *rotatingEstateGuru) FetchInvestments(context.Context, provider.Secret) (*estateguru.Answer, error) {
-	return sampleAnswer(), nil
+func (f *rotatingEstateGuru) Fetch(context.Context, provider.Secret) (Snapshot, error) {
+	return answered(sampleAnswer(), nil)
 }
 
 // failingTokenStore fails the first SaveToken, as a disk that filled after

@@ -1,0 +1,181 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	stdsync "sync"
+	"time"
+
+	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/sync/provider"
+)
+
+// tokenSource hands out one connection's access token during one sync. It
+// refreshes when the token is missing or about to expire, and once more
+// after Invalidate (the provider refused the token). A refreshed token is
+// saved before it is used: the provider may have rotated the refresh
+// token, making the stored one dead. When that save fails the token is kept
+// in memory (keptTokens) and saved first by this process's next run.
+type tokenSource struct {
+	store    Store
+	kept     *keptTokens
+	connID   int64
+	provider Provider
+	log      *slog.Logger
+	now      func() time.Time
+	margin   time.Duration // an access token expiring within it is refreshed first
+	// mayRefresh, if set, fails when no refresh may be asked for now
+	// (a shared store's claim on the connection may lapse).
+	mayRefresh func(ctx context.Context) error
+
+	tok       provider.Token
+	refreshed bool     // this sync refreshed once already
+	secrets   []string // every token value seen, for scrubbing error text
+}
+
+// newTokenSource loads the connection's stored token, checks that the
+// tokens go where they were issued, and saves the token an earlier run of
+// this process kept in memory, if it still replaces the stored one.
+func (s *Syncer) newTokenSource(ctx context.Context, c store.Connection, p Provider, log *slog.Logger) (*tokenSource, error) {
+	connID := c.ID
+	ts := &tokenSource{store: s.Store, kept: &s.kept, connID: connID, provider: p, log: log,
+		now: s.now, margin: s.refreshMargin()}
+	stored, err := s.Store.Token(ctx, connID)
+	if err != nil {
+		return ts, err
+	}
+	ts.tok = stored.Token
+	ts.secrets = append(ts.secrets, ts.tok.Secrets()...)
+	// Tokens go only where they were issued: never to a URL that someone
+	// who can write snapshots.db put there.
+	if err := checkBaseURL(c, stored.BaseURL); err != nil {
+		return ts, err
+	}
+	if u, ok := ts.kept.take(connID); ok && u.replaces == ts.tok.Refresh {
+		ts.secrets = append(ts.secrets, u.tok.Secrets()...)
+		if err := s.Store.SaveToken(context.WithoutCancel(ctx), connID, u.tok); err != nil {
+			ts.kept.keep(connID, u)
+			return ts, fmt.Errorf("the token refreshed in an earlier run still cannot be saved (it stays in memory): %w", err)
+		}
+		log.Info("saved the token refreshed in an earlier run")
+		ts.tok = u.tok
+	}
+	return ts, nil
+}
+
+// Token returns an access token, refreshing first if it is missing,
+// expires within the margin, or was invalidated.
+func (ts *tokenSource) Token(ctx context.Context) (provider.Secret, error) {
+	t := ts.tok
+	if t.Access.IsZero() || t.AccessExpiresAt.IsZero() || !t.AccessExpiresAt.After(ts.now().Add(ts.margin)) {
+		if err := ts.refresh(ctx); err != nil {
+			return "", err
+		}
+	}
+	return ts.tok.Access, nil
+}
+
+// Invalidate drops the access token the provider refused, so that the next
+// Token refreshes. It reports whether a retry is worth it: not when this
+// sync already refreshed (the fresh token was refused too), unless that
+// token has expired since (a data call retried after 5xx answers can
+// outlive a short-lived access token); and whether it had expired.
+func (ts *tokenSource) Invalidate() (retry, expired bool) {
+	expired = !ts.tok.AccessExpiresAt.IsZero() && !ts.now().Before(ts.tok.AccessExpiresAt)
+	if ts.refreshed && !expired {
+		return false, expired
+	}
+	ts.tok.Access = ""
+	return true, expired
+}
+
+// Secrets is every token value the source has seen.
+func (ts *tokenSource) Secrets() []string { return ts.secrets }
+
+// ErrTokenKept is wrapped by the error of a refreshed token that could not
+// be saved: it is kept in memory, and saved first by this process's next
+// run. A process that stops before then loses it.
+var ErrTokenKept = errors.New("it is kept in memory and saved by this process's next run")
+
+// grantGrace is how long a token grant already under way may go on after
+// the run is cancelled; well under the scheduler's 10s stop bound.
+const grantGrace = 5 * time.Second
+
+func (ts *tokenSource) refresh(ctx context.Context) error {
+	if ts.mayRefresh != nil {
+		if err := ts.mayRefresh(ctx); err != nil {
+			return err
+		}
+	}
+	// A refresh may rotate the token: never ask for one that could not be
+	// saved.
+	if err := ts.store.CheckWritable(ctx); err != nil {
+		return fmt.Errorf("not refreshing, a new token could not be saved: %w", err)
+	}
+	// A grant once sent is seen through a shutdown (for a few seconds):
+	// EstateGuru rotates on every refresh, so abandoning the answer would
+	// lose the only valid refresh token.
+	grantCtx, cancel := withGrace(ctx, grantGrace)
+	defer cancel()
+	fresh, err := ts.provider.Refresh(grantCtx, ts.tok.Refresh)
+	if err != nil {
+		return err
+	}
+	ts.refreshed = true
+	ts.secrets = append(ts.secrets, fresh.Secrets()...)
+	// Durable before use: if the provider rotated the refresh token, the
+	// old one is dead, and a crash now must not lose the new one.
+	if err := ts.store.SaveToken(context.WithoutCancel(ctx), ts.connID, fresh); err != nil {
+		ts.kept.keep(ts.connID, keptToken{tok: fresh, replaces: ts.tok.Refresh})
+		return fmt.Errorf("saving the refreshed token: %w (%w)", err, ErrTokenKept)
+	}
+	ts.tok = fresh
+	ts.log.Debug("token refreshed", "access_expires_at", fresh.AccessExpiresAt, "refresh_expires_at", fresh.RefreshExpiresAt)
+	return nil
+}
+
+// withGrace returns a context that ends grace after parent ends (or when
+// cancel is called), not at once.
+func withGrace(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() { time.AfterFunc(grace, cancel) })
+	return ctx, func() { stop(); cancel() }
+}
+
+// keptTokens holds refreshed tokens whose save failed (the disk filled
+// between the write check and the save, say), by connection. The provider
+// may have rotated the refresh token, making the stored one dead, so this
+// is the only good one: this process's next run saves it before anything
+// else. The zero value is ready to use.
+type keptTokens struct {
+	mu     stdsync.Mutex
+	tokens map[int64]keptToken
+}
+
+type keptToken struct {
+	tok provider.Token
+	// replaces is the refresh token it was refreshed from. Only while that
+	// one is still the stored one is it saved: anything else stored since
+	// (a re-connect, or this very token, if only a later step of the save
+	// failed) is at least as new and wins.
+	replaces provider.Secret
+}
+
+func (k *keptTokens) keep(connID int64, t keptToken) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.tokens == nil {
+		k.tokens = make(map[int64]keptToken)
+	}
+	k.tokens[connID] = t
+}
+
+func (k *keptTokens) take(connID int64) (keptToken, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t, ok := k.tokens[connID]
+	delete(k.tokens, connID)
+	return t, ok
+}
