@@ -62,6 +62,9 @@ func TestReadmeExamples(t *testing.T) {
 		cmd.Dir, cmd.Env = work, env
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		// A process that left the group (timeout(1) makes its own) must not
+		// keep the output pipe, and with it this test, open for ever.
+		cmd.WaitDelay = 5 * time.Second
 		out, err := cmd.CombinedOutput()
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // anything left in the background
 		cancel()
