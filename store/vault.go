@@ -2,18 +2,13 @@ package store
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"database/sql"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/syncerhq/syncer/secret"
+	"github.com/syncerhq/syncer/store/seal"
 )
 
 // vaultSchema is tokens.db. It lives here, not in schema.sql, because no
@@ -275,91 +270,45 @@ func (tokenKeyError) Error() string { return "" }
 // Is makes every token key error an ErrTokenKey.
 func (tokenKeyError) Is(target error) bool { return target == ErrTokenKey }
 
-// tokenCipher seals token columns with AES-256-GCM. A nil *tokenCipher
-// stores plain text (the vault file is still 0600).
-type tokenCipher struct{ aead cipher.AEAD }
-
-// Sealed values carry a prefix saying what their additional data holds:
-// gcm1, the row and column; gcm2 (vault version 2), the base URL too, so a
-// token whose base_url was changed in tokens.db does not open. gcm1 values
-// are re-sealed as gcm2 the first time the key is used.
-const (
-	sealedPrefixV1 = "gcm1:"
-	sealedPrefix   = "gcm2:"
-)
+// tokenCipher is package seal's cipher (the one format of both stores) with
+// this store's words for its errors. A nil *tokenCipher stores plain text
+// (the vault file is still 0600).
+type tokenCipher struct{ c *seal.Cipher }
 
 // keyCheckPlain is sealed into vault_meta so a wrong key is caught at open,
 // before any token is read or, worse, overwritten.
-const keyCheckPlain = "syncer token key check"
+const keyCheckPlain = seal.KeyCheck
 
 func newTokenCipher(key []byte) (*tokenCipher, error) {
-	if len(key) != 32 {
-		return nil, fmt.Errorf("store: the token key must be 32 bytes (AES-256), got %d", len(key))
-	}
-	block, err := aes.NewCipher(key)
+	c, err := seal.New(key)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("store: %w", err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	return &tokenCipher{aead: aead}, nil
+	return &tokenCipher{c: c}, nil
 }
 
-// aad binds a sealed value to its row, column and provider URL, so a value
-// copied into another connection's row, or moved to another URL, does not
-// open. v1 values were bound to row and column only.
-func aad(prefix string, connID int64, column, baseURL string) []byte {
-	a := strconv.FormatInt(connID, 10) + "/" + column
-	if prefix == sealedPrefixV1 {
-		return []byte(a)
+func (t *tokenCipher) cipher() *seal.Cipher {
+	if t == nil {
+		return nil
 	}
-	return []byte(a + "/" + baseURL)
+	return t.c
 }
 
-func (c *tokenCipher) seal(connID int64, column, baseURL, plain string) (string, error) {
-	if c == nil || plain == "" {
+func (t *tokenCipher) seal(connID int64, column, baseURL, plain string) (string, error) {
+	return t.cipher().Seal(connID, column, baseURL, plain)
+}
+
+func (t *tokenCipher) open(connID int64, column, baseURL, stored string) (string, error) {
+	plain, err := t.cipher().Open(connID, column, baseURL, stored)
+	switch {
+	case err == nil:
 		return plain, nil
-	}
-	nonce := make([]byte, c.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return "", err
-	}
-	out := c.aead.Seal(nonce, nonce, []byte(plain), aad(sealedPrefix, connID, column, baseURL))
-	return sealedPrefix + base64.RawStdEncoding.EncodeToString(out), nil
-}
-
-// sealedWith returns the prefix of a sealed value, or "" for plain text.
-func sealedWith(stored string) string {
-	for _, p := range []string{sealedPrefix, sealedPrefixV1} {
-		if strings.HasPrefix(stored, p) {
-			return p
-		}
-	}
-	return ""
-}
-
-func (c *tokenCipher) open(connID int64, column, baseURL, stored string) (string, error) {
-	prefix := sealedWith(stored)
-	if prefix == "" {
-		if c != nil && stored != "" {
-			return "", fmt.Errorf("store: %s of connection %d is not encrypted although a token key is set", column, connID)
-		}
-		return stored, nil
-	}
-	if c == nil {
+	case errors.Is(err, seal.ErrNoKey):
 		return "", fmt.Errorf("store: tokens.db holds encrypted tokens but no key is configured%w", ErrNoTokenKey)
-	}
-	raw, err := base64.RawStdEncoding.DecodeString(strings.TrimPrefix(stored, prefix))
-	if err != nil || len(raw) < c.aead.NonceSize() {
-		return "", fmt.Errorf("store: %s of connection %d is damaged", column, connID)
-	}
-	plain, err := c.aead.Open(nil, raw[:c.aead.NonceSize()], raw[c.aead.NonceSize():], aad(prefix, connID, column, baseURL))
-	if err != nil {
+	case errors.Is(err, seal.ErrWrongKey):
 		return "", fmt.Errorf("store: %s of connection %d does not open with the configured token key (or its base_url in tokens.db was changed)", column, connID)
 	}
-	return string(plain), nil
+	return "", fmt.Errorf("store: %w", err)
 }
 
 // setTokenKey checks the configured key against the vault and, the first

@@ -3,12 +3,15 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
 
 	"github.com/syncerhq/syncer/secret"
+	"github.com/syncerhq/syncer/store/seal"
 )
 
 func testKey(b byte) []byte {
@@ -34,10 +37,18 @@ func TestVaultMigrationBindsBaseURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Make it a version-1 vault: no base_url, values sealed as gcm1.
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
 	seal1 := func(col, plain string) string {
-		nonce := bytes.Repeat([]byte{3}, s.cipher.aead.NonceSize())
-		out := s.cipher.aead.Seal(nonce, nonce, []byte(plain), aad(sealedPrefixV1, c.ID, col, ""))
-		return sealedPrefixV1 + b64(out)
+		nonce := bytes.Repeat([]byte{3}, aead.NonceSize())
+		out := aead.Seal(nonce, nonce, []byte(plain), seal.AdditionalData(seal.PrefixV1, c.ID, col, ""))
+		return seal.PrefixV1 + b64(out)
 	}
 	for _, q := range []string{
 		"ALTER TABLE token DROP COLUMN base_url",

@@ -16,6 +16,7 @@ import (
 
 	"github.com/syncerhq/syncer/store"
 	"github.com/syncerhq/syncer/store/pgstore/pgtest"
+	"github.com/syncerhq/syncer/store/seal"
 )
 
 // sealV1 seals as pgstore did before version 4: gcm1, bound to row and
@@ -32,8 +33,8 @@ func sealV1(t *testing.T, key []byte, connID int64, column, plain string) string
 	}
 	nonce := make([]byte, aead.NonceSize())
 	rand.Read(nonce)
-	out := aead.Seal(nonce, nonce, []byte(plain), aad(sealedPrefixV1, connID, column, ""))
-	return sealedPrefixV1 + base64.RawStdEncoding.EncodeToString(out)
+	out := aead.Seal(nonce, nonce, []byte(plain), seal.AdditionalData(seal.PrefixV1, connID, column, ""))
+	return seal.PrefixV1 + base64.RawStdEncoding.EncodeToString(out)
 }
 
 // TestUpgradeFromVersion2 opens a database left by the syncer before

@@ -2,19 +2,15 @@ package pgstore
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/syncerhq/syncer/secret"
 	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/store/seal"
 )
 
 // ErrStaleToken is wrapped by SaveToken's error when another instance saved
@@ -199,87 +195,43 @@ func (s *Store) CheckWritable(ctx context.Context) error {
 	return nil
 }
 
-// tokenCipher seals token columns with AES-256-GCM, bound to their row,
-// column and provider base URL, in the format of package store ("gcm2:" +
-// base64 of nonce and sealed text; "gcm1:" values, bound to row and column
-// only, are read and re-sealed at start). A nil *tokenCipher stores plain
-// text.
-type tokenCipher struct{ aead cipher.AEAD }
+// tokenCipher is package seal's cipher (the format of package store too, so
+// `syncer copy` moves sealed values as they are) with this store's words for
+// its errors. A nil *tokenCipher stores plain text.
+type tokenCipher struct{ c *seal.Cipher }
 
-const (
-	sealedPrefixV1 = "gcm1:"
-	sealedPrefix   = "gcm2:"
-	keyCheckPlain  = "syncer token key check"
-)
+const keyCheckPlain = seal.KeyCheck
 
 func newTokenCipher(key []byte) (*tokenCipher, error) {
-	if len(key) != 32 {
-		return nil, fmt.Errorf("pgstore: the token key must be 32 bytes (AES-256), got %d", len(key))
-	}
-	block, err := aes.NewCipher(key)
+	c, err := seal.New(key)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pgstore: %w", err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	return &tokenCipher{aead: aead}, nil
+	return &tokenCipher{c: c}, nil
 }
 
-// aad binds a sealed value to its row, column and provider URL, so a value
-// copied into another connection's row, or moved to another URL, does not
-// open. gcm1 values were bound to row and column only.
-func aad(prefix string, connID int64, column, baseURL string) []byte {
-	a := strconv.FormatInt(connID, 10) + "/" + column
-	if prefix == sealedPrefixV1 {
-		return []byte(a)
+func (t *tokenCipher) cipher() *seal.Cipher {
+	if t == nil {
+		return nil
 	}
-	return []byte(a + "/" + baseURL)
+	return t.c
 }
 
-// sealedWith returns the prefix of a sealed value, or "" for plain text.
-func sealedWith(stored string) string {
-	for _, p := range []string{sealedPrefix, sealedPrefixV1} {
-		if strings.HasPrefix(stored, p) {
-			return p
-		}
-	}
-	return ""
+func (t *tokenCipher) seal(connID int64, column, baseURL, plain string) (string, error) {
+	return t.cipher().Seal(connID, column, baseURL, plain)
 }
 
-func (c *tokenCipher) seal(connID int64, column, baseURL, plain string) (string, error) {
-	if c == nil || plain == "" {
+func (t *tokenCipher) open(connID int64, column, baseURL, stored string) (string, error) {
+	plain, err := t.cipher().Open(connID, column, baseURL, stored)
+	switch {
+	case err == nil:
 		return plain, nil
-	}
-	nonce := make([]byte, c.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return "", err
-	}
-	out := c.aead.Seal(nonce, nonce, []byte(plain), aad(sealedPrefix, connID, column, baseURL))
-	return sealedPrefix + base64.RawStdEncoding.EncodeToString(out), nil
-}
-
-func (c *tokenCipher) open(connID int64, column, baseURL, stored string) (string, error) {
-	prefix := sealedWith(stored)
-	if prefix == "" {
-		if c != nil && stored != "" {
-			return "", fmt.Errorf("pgstore: %s of connection %d is not encrypted although a token key is set", column, connID)
-		}
-		return stored, nil
-	}
-	if c == nil {
+	case errors.Is(err, seal.ErrNoKey):
 		return "", fmt.Errorf("%w: the vault holds encrypted tokens but no key is configured: set SYNCER_TOKEN_KEY_FILE to the key they were sealed with", ErrConfig)
-	}
-	raw, err := base64.RawStdEncoding.DecodeString(strings.TrimPrefix(stored, prefix))
-	if err != nil || len(raw) < c.aead.NonceSize() {
-		return "", fmt.Errorf("pgstore: %s of connection %d is damaged", column, connID)
-	}
-	plain, err := c.aead.Open(nil, raw[:c.aead.NonceSize()], raw[c.aead.NonceSize():], aad(prefix, connID, column, baseURL))
-	if err != nil {
+	case errors.Is(err, seal.ErrWrongKey):
 		return "", fmt.Errorf("pgstore: %s of connection %d does not open with the configured token key (or its base_url in vault.token was changed)", column, connID)
 	}
-	return string(plain), nil
+	return "", fmt.Errorf("pgstore: %w", err)
 }
 
 // checkKey checks the configured key (or its absence) against the vault's
