@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/store/pgstore"
 	"github.com/syncerhq/syncer/sync"
 	"github.com/syncerhq/syncer/sync/estateguru"
 	"github.com/syncerhq/syncer/sync/everreal"
@@ -42,6 +43,7 @@ func hintFor(err error) string {
 		nc *sync.NotConfiguredError
 		fe *store.FileError
 		be *sync.BaseURLError
+		pe *pgstore.Error
 	)
 	switch {
 	case errors.As(err, &be):
@@ -71,8 +73,41 @@ func hintFor(err error) string {
 		return "set SYNCER_TOKEN_KEY_FILE (or the systemd credential token-key) to the key the tokens were sealed with"
 	case errors.As(err, &fe):
 		return fileHint(fe)
+	case errors.As(err, &pe):
+		_, hint := postgresHint(pe.Problem)
+		return hint
 	}
 	return ""
+}
+
+// postgresHint is the variable a PostgreSQL problem is about ("" when it
+// is none in particular) and what to do about it.
+func postgresHint(p pgstore.Problem) (variable, hint string) {
+	switch p {
+	case pgstore.BadURL:
+		return "SYNCER_DATABASE_URL", "try postgres://USER@HOST:5432/DB?sslmode=verify-full, password in ~/.pgpass or PGPASSWORD"
+	case pgstore.LoginRefused:
+		return "SYNCER_DATABASE_URL", "check the user, and the password in ~/.pgpass or PGPASSWORD"
+	case pgstore.NoDatabase:
+		return "SYNCER_DATABASE_URL", "create it first; see docs/postgres.md"
+	case pgstore.NoPrivilege:
+		return "", "the role in SYNCER_DATABASE_URL lacks a privilege; see docs/postgres.md for the grants"
+	case pgstore.Unreachable:
+		return "", "is the server in SYNCER_DATABASE_URL up and reachable?"
+	case pgstore.NoSchema:
+		return "", "run syncer once with its own SYNCER_DATABASE_URL to migrate it"
+	case pgstore.KeyRequired:
+		return "SYNCER_TOKEN_KEY_FILE", "make a key with: head -c 32 /dev/urandom | xxd -p -c 64 > token.key; every instance needs the same one; or set SYNCER_DATABASE_PLAINTEXT_TOKENS=true"
+	case pgstore.KeyNotWanted:
+		return "SYNCER_TOKEN_KEY_FILE", "the database was set up with SYNCER_DATABASE_PLAINTEXT_TOKENS: configure every instance alike"
+	case pgstore.KeyMissing:
+		return "SYNCER_TOKEN_KEY_FILE", "set it (or the systemd credential token-key) to the key the tokens were sealed with"
+	case pgstore.WrongKey:
+		return "SYNCER_TOKEN_KEY_FILE", "use the original key file (syncer rekey changes the key)"
+	case pgstore.KeyChanged:
+		return "", "restart syncer with the new SYNCER_TOKEN_KEY_FILE (or SYNCER_DATABASE_PLAINTEXT_TOKENS, if the key was removed)"
+	}
+	return "", ""
 }
 
 // fileHint is what to do about a file the store could not use.

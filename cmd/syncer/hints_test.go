@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/store/pgstore"
 	"github.com/syncerhq/syncer/sync"
 	"github.com/syncerhq/syncer/sync/provider"
 )
@@ -49,5 +50,23 @@ func TestHintsNameTheCommandsAndVariables(t *testing.T) {
 	}
 	if !errors.Is(withHint(store.ErrNoToken), store.ErrNoToken) {
 		t.Fatalf("the hint hides the error")
+	}
+}
+
+// The PostgreSQL store says which problem it met; the command names the
+// variable and the fix, and a configuration problem exits 2.
+func TestPostgresProblemsGetTheirRemedies(t *testing.T) {
+	for p := pgstore.BadURL; p <= pgstore.KeyChanged; p++ {
+		if _, hint := postgresHint(p); hint == "" {
+			t.Errorf("problem %d has no remedy", p)
+		}
+	}
+	err := postgresConfigError(&pgstore.Error{Msg: "database URL: cannot parse", Problem: pgstore.BadURL})
+	if got := err.Error(); !errors.Is(err, errConfig) || !strings.HasPrefix(got, "configuration: SYNCER_DATABASE_URL: database URL: cannot parse (try postgres://") {
+		t.Errorf("bad URL = %q, want a configuration error naming SYNCER_DATABASE_URL and the form", got)
+	}
+	err = withHint(&pgstore.Error{Op: "save token", Msg: "permission denied for table token", Problem: pgstore.NoPrivilege})
+	if got := err.Error(); errors.Is(err, errConfig) || !strings.Contains(got, "see docs/postgres.md for the grants") {
+		t.Errorf("no privilege = %q, want the grants named, not a configuration error", got)
 	}
 }

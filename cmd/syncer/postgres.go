@@ -47,6 +47,25 @@ var (
 	_ appStore = (*pgstore.Store)(nil)
 )
 
+// postgresConfigError turns a configuration problem of the PostgreSQL store
+// into a configuration error (exit 2) naming the variable and the fix; any
+// other error is returned as it is, for withHint to explain.
+func postgresConfigError(err error) error {
+	var pe *pgstore.Error
+	if !errors.Is(err, pgstore.ErrConfig) || !errors.As(err, &pe) {
+		return err
+	}
+	variable, hint := postgresHint(pe.Problem)
+	msg := strings.TrimPrefix(pe.Error(), "pgstore: ")
+	if variable != "" {
+		msg = variable + ": " + msg
+	}
+	if hint != "" {
+		msg += " (" + hint + ")"
+	}
+	return fmt.Errorf("%w: %s", errConfig, msg)
+}
+
 // usesPostgres reports whether SYNCER_DATABASE_URL selects PostgreSQL.
 func (c *Config) usesPostgres() bool { return c.DatabaseURL != "" }
 
@@ -77,10 +96,10 @@ func (a *app) openPostgres(ctx context.Context) (*pgstore.Store, error) {
 		// write, the run's own records and a lease renewal or two.
 		MaxConns: int32(a.cfg.Concurrency + 6),
 	})
-	if errors.Is(err, pgstore.ErrConfig) {
-		return nil, fmt.Errorf("%w: %s", errConfig, strings.TrimPrefix(err.Error(), pgstore.ErrConfig.Error()+": "))
+	if err != nil {
+		return nil, postgresConfigError(err)
 	}
-	return st, err
+	return st, nil
 }
 
 // readConnections lists the connections read-only, for `syncer status` and
@@ -92,10 +111,10 @@ func (a *app) readConnections(ctx context.Context) ([]store.Connection, error) {
 		return store.ReadConnections(ctx, a.cfg.DataDir)
 	}
 	conns, err := pgstore.ReadConnections(ctx, a.cfg.DatabaseURL)
-	if errors.Is(err, pgstore.ErrConfig) {
-		return nil, fmt.Errorf("%w: %s", errConfig, strings.TrimPrefix(err.Error(), pgstore.ErrConfig.Error()+": "))
+	if err != nil {
+		return nil, postgresConfigError(err)
 	}
-	return conns, err
+	return conns, nil
 }
 
 // queryPostgres runs a read-only query for `syncer query`: a READ ONLY
@@ -103,11 +122,8 @@ func (a *app) readConnections(ctx context.Context) ([]store.Connection, error) {
 // so the reporting role's URL works too. close ends it.
 func (a *app) queryPostgres(ctx context.Context, query string) (rows *sql.Rows, close func(), err error) {
 	db, err := pgstore.OpenReader(ctx, a.cfg.DatabaseURL)
-	if errors.Is(err, pgstore.ErrConfig) {
-		return nil, nil, fmt.Errorf("%w: %s", errConfig, strings.TrimPrefix(err.Error(), pgstore.ErrConfig.Error()+": "))
-	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, postgresConfigError(err)
 	}
 	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {

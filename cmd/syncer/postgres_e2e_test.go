@@ -328,7 +328,7 @@ func TestPostgresConfigurationErrorsExit2WithoutThePassword(t *testing.T) {
 	}{
 		{[]string{"SYNCER_DATABASE_URL=mysql://u:hunter2-pw@h/db", "SYNCER_TOKEN_KEY_FILE=" + key}, "SYNCER_DATABASE_URL: not a postgres:// URL"},
 		{[]string{"SYNCER_DATABASE_URL=postgres://u:hunter2-pw@h:notaport/db", "SYNCER_TOKEN_KEY_FILE=" + key}, "SYNCER_DATABASE_URL"},
-		{[]string{"SYNCER_DATABASE_URL=postgres://u:hunter2-pw@127.0.0.1:1/db"}, "SYNCER_TOKEN_KEY_FILE: required with SYNCER_DATABASE_URL"},
+		{[]string{"SYNCER_DATABASE_URL=postgres://u:hunter2-pw@127.0.0.1:1/db"}, "SYNCER_TOKEN_KEY_FILE: a token key is required"},
 		{[]string{"SYNCER_DATABASE_URL=postgres://u:hunter2-pw@127.0.0.1:1/db", "SYNCER_TOKEN_KEY_FILE=" + key, "SYNCER_DATABASE_LEASE=1s"}, "SYNCER_DATABASE_LEASE"},
 	} {
 		w.env = c.env

@@ -8,7 +8,6 @@ package pgstore
 import (
 	"context"
 	"errors"
-	"fmt"
 	stdsync "sync"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -137,7 +136,7 @@ func ReadConnections(ctx context.Context, databaseURL string) ([]store.Connectio
 		refresh_expires_at, last_success_at, coalesce(last_error, ''), created_at, `+since+`
 		FROM connections ORDER BY name`)
 	if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == "42P01" { // undefined_table
-		return nil, fmt.Errorf("pgstore: read connections: the database has no syncer schema yet (run syncer once with its own SYNCER_DATABASE_URL to migrate it): %s", pe.Message)
+		return nil, &Error{Op: "read connections", Msg: "the database has no syncer schema yet: " + pe.Message, Problem: NoSchema, err: err}
 	}
 	if err != nil {
 		return nil, dbError("read connections", err, databaseURL)

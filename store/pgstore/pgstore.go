@@ -46,10 +46,6 @@ var migrations embed.FS
 // refused.
 var SchemaVersion = mustVersions()[len(mustVersions())-1].version
 
-// ErrConfig marks errors of the configuration (a bad SYNCER_DATABASE_URL, a
-// refused login, a missing token key): exit 2, nothing written.
-var ErrConfig = errors.New("configuration")
-
 // Options tune Open.
 type Options struct {
 	// TokenKey is a 32-byte AES-256 key sealing the token columns. It is
@@ -95,7 +91,7 @@ type Store struct {
 func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: SYNCER_DATABASE_URL: %s (try postgres://USER@HOST:5432/DB?sslmode=verify-full, password in ~/.pgpass or PGPASSWORD)", ErrConfig, redact(err.Error(), databaseURL))
+		return nil, configError(BadURL, "database URL: "+redact(err.Error(), databaseURL))
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
@@ -110,7 +106,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	// of anything the server formats, and sort as SQLite does.
 	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
 	if opts.TokenKey == nil && !opts.PlaintextTokens {
-		return nil, fmt.Errorf("%w: SYNCER_TOKEN_KEY_FILE: required with SYNCER_DATABASE_URL: tokens in a shared server reach its backups, replicas and superusers, so they are sealed (make a key with: head -c 32 /dev/urandom | xxd -p -c 64 > token.key; every instance needs the same one), or set SYNCER_DATABASE_PLAINTEXT_TOKENS=true", ErrConfig)
+		return nil, configError(KeyRequired, "a token key is required: tokens in a shared server reach its backups, replicas and superusers, so they are sealed")
 	}
 	s := &Store{instance: opts.Instance, lease: opts.Lease, Now: time.Now, generation: map[int64]int64{}, claims: map[int64]*claim{}}
 	if s.instance == "" {
@@ -122,7 +118,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if opts.TokenKey != nil {
 		c, err := newTokenCipher(opts.TokenKey)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+			return nil, configError(KeyRequired, err.Error())
 		}
 		s.cipher = c
 	}
@@ -153,7 +149,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 func OpenReader(ctx context.Context, databaseURL string) (*sql.DB, error) {
 	cfg, err := pgx.ParseConfig(databaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: SYNCER_DATABASE_URL: %s", ErrConfig, redact(err.Error(), databaseURL))
+		return nil, configError(BadURL, "database URL: "+redact(err.Error(), databaseURL))
 	}
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
@@ -328,16 +324,16 @@ func dbError(op string, err error, databaseURL string) error {
 	if errors.As(err, &pe) {
 		switch {
 		case strings.HasPrefix(pe.Code, "28"): // invalid authorization
-			return fmt.Errorf("%w: SYNCER_DATABASE_URL: the server refused the login: %s", ErrConfig, msg)
+			return &Error{Op: op, Msg: "the server refused the login: " + msg, Problem: LoginRefused, err: &redactedError{msg: msg, err: err}}
 		case pe.Code == "3D000": // database does not exist
-			return fmt.Errorf("%w: SYNCER_DATABASE_URL: %s (create it first; see docs/postgres.md)", ErrConfig, msg)
+			return &Error{Op: op, Msg: msg, Problem: NoDatabase, err: &redactedError{msg: msg, err: err}}
 		case pe.Code == "42501": // insufficient privilege
-			return fmt.Errorf("pgstore: %s: %s (the role in SYNCER_DATABASE_URL lacks a privilege; see docs/postgres.md for the grants)", op, msg)
+			return &Error{Op: op, Msg: msg, Problem: NoPrivilege, err: &redactedError{msg: msg, err: err}}
 		}
 		return fmt.Errorf("pgstore: %s: %s", op, msg)
 	}
 	if databaseURL != "" && pgconn.Timeout(err) {
-		return fmt.Errorf("pgstore: %s: %s (is the server in SYNCER_DATABASE_URL up and reachable?)", op, msg)
+		return &Error{Op: op, Msg: msg, Problem: Unreachable, err: &redactedError{msg: msg, err: err}}
 	}
 	return fmt.Errorf("pgstore: %s: %w", op, &redactedError{msg: msg, err: err})
 }

@@ -61,13 +61,13 @@ func TestOpenNeedsAKeyAndKeepsThePasswordOut(t *testing.T) {
 	dbURL := pgtest.URL(t)
 	ctx := context.Background()
 	_, err := pgstore.Open(ctx, dbURL, pgstore.Options{})
-	if !errors.Is(err, pgstore.ErrConfig) || !strings.Contains(err.Error(), "SYNCER_TOKEN_KEY_FILE") {
-		t.Fatalf("Open without a key: err = %v, want a configuration error naming SYNCER_TOKEN_KEY_FILE", err)
+	if pe, ok := errors.AsType[*pgstore.Error](err); !ok || pe.Problem != pgstore.KeyRequired || !errors.Is(err, pgstore.ErrConfig) {
+		t.Fatalf("Open without a key: err = %v, want a configuration error asking for a key", err)
 	}
 	bad := pgtest.WithUser(dbURL, "syncer", "not-the-password-s3cr3t")
 	_, err = pgstore.Open(ctx, bad, pgstore.Options{TokenKey: testKey})
-	if !errors.Is(err, pgstore.ErrConfig) || !strings.Contains(err.Error(), "SYNCER_DATABASE_URL") {
-		t.Fatalf("Open with a wrong password: err = %v, want a configuration error naming SYNCER_DATABASE_URL", err)
+	if pe, ok := errors.AsType[*pgstore.Error](err); !ok || pe.Problem != pgstore.LoginRefused || !errors.Is(err, pgstore.ErrConfig) {
+		t.Fatalf("Open with a wrong password: err = %v, want a configuration error: login refused", err)
 	}
 	if strings.Contains(err.Error(), "s3cr3t") {
 		t.Fatalf("the error quotes the password: %v", err)

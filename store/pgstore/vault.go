@@ -227,7 +227,7 @@ func (t *tokenCipher) open(connID int64, column, baseURL, stored string) (string
 	case err == nil:
 		return plain, nil
 	case errors.Is(err, seal.ErrNoKey):
-		return "", fmt.Errorf("%w: the vault holds encrypted tokens but no key is configured: set SYNCER_TOKEN_KEY_FILE to the key they were sealed with", ErrConfig)
+		return "", configError(KeyMissing, "the vault holds encrypted tokens but no token key is configured")
 	case errors.Is(err, seal.ErrWrongKey):
 		return "", fmt.Errorf("pgstore: %s of connection %d does not open with the configured token key (or its base_url in vault.token was changed)", column, connID)
 	}
@@ -257,15 +257,15 @@ func (s *Store) checkKey(ctx context.Context) error {
 	switch {
 	case check != nil && *check == "plaintext":
 		if s.cipher != nil {
-			return fmt.Errorf("%w: SYNCER_TOKEN_KEY_FILE: the database's tokens are stored unsealed (SYNCER_DATABASE_PLAINTEXT_TOKENS); this instance has a key: configure every instance alike", ErrConfig)
+			return configError(KeyNotWanted, "the database's tokens are stored unsealed, by choice, and this instance has a token key")
 		}
 		return nil
 	case check != nil:
 		if s.cipher == nil {
-			return fmt.Errorf("%w: SYNCER_DATABASE_PLAINTEXT_TOKENS: the database's tokens are sealed with a key; set SYNCER_TOKEN_KEY_FILE to it", ErrConfig)
+			return configError(KeyMissing, "the database's tokens are sealed with a key, and this instance has none")
 		}
 		if _, err := s.cipher.open(0, "key_check", "", *check); err != nil {
-			return fmt.Errorf("%w: SYNCER_TOKEN_KEY_FILE: not the key the database's tokens were sealed with: use the original key file (syncer rekey changes the key)", ErrConfig)
+			return configError(WrongKey, "the token key is not the key the database's tokens were sealed with")
 		}
 		// Values sealed before the base URL was in their additional data
 		// (gcm1) are re-sealed now, once, by whichever instance starts
@@ -314,7 +314,7 @@ func (s *Store) checkKeyUnchanged(ctx context.Context, tx pgx.Tx) error {
 		ok = err == nil
 	}
 	if !ok {
-		return fmt.Errorf("%w: the database's token key was changed (syncer rekey) since this syncer started: restart it with the new SYNCER_TOKEN_KEY_FILE (or SYNCER_DATABASE_PLAINTEXT_TOKENS, if the key was removed)", ErrConfig)
+		return configError(KeyChanged, "the database's token key was changed since this syncer started")
 	}
 	return nil
 }
