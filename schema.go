@@ -21,7 +21,9 @@ var Schema string
 // everreal_users_by_company, everreal_scope_changes). 3: connection.state_since,
 // sync_run.connections_skipped and connections_warned (and the views'
 // columns of the same names), notify_state, sync_result_by_connection; see AddedColumns.
-const SchemaVersion = 3
+// 4: estateguru_portfolio_history partitions by connection id and name, so a
+// filter on one connection reaches inside the window (same rows and columns).
+const SchemaVersion = 4
 
 // AddedColumns are the columns added to tables after version 1, which
 // CREATE TABLE IF NOT EXISTS cannot add to an existing table: the store adds

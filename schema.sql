@@ -236,7 +236,11 @@ FROM sync_result r JOIN connection c ON c.id = r.connection_id;
 -- the portfolio's value (cash + market value) and every amount's change
 -- since that connection's previous snapshot (NULL on its first). A period
 -- with no snapshot (the sync failed all day) is skipped: previous_snapshot_at
--- says which snapshot a change is measured against.
+-- says which snapshot a change is measured against. The window is
+-- partitioned by connection_id and name (the same partitions: names are
+-- unique) so that SQLite pushes a filter on either column down into the
+-- view: one connection's history then seeks its snapshots instead of
+-- computing every connection's (schema 4; store/history_plan_test.go).
 DROP VIEW IF EXISTS estateguru_portfolio_history;
 CREATE VIEW estateguru_portfolio_history AS
 SELECT c.name AS connection, s.snapshot_at,
@@ -253,7 +257,7 @@ SELECT c.name AS connection, s.snapshot_at,
            - lag(s.cash_cents + s.market_value_cents) OVER w AS value_change_cents,
        s.connection_id
 FROM estateguru_snapshot s JOIN connection c ON c.id = s.connection_id
-WINDOW w AS (PARTITION BY s.connection_id ORDER BY s.snapshot_at);
+WINDOW w AS (PARTITION BY s.connection_id, c.name ORDER BY s.snapshot_at);
 
 -- estateguru_investment_changes: the investments that appeared in or
 -- disappeared from each connection's newest snapshot, compared with the one
