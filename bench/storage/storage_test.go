@@ -119,6 +119,27 @@ func growth(b *testing.B, n, periods int, changing float64) map[int]int64 {
 		}
 		sizes[p] = fi.Size()
 	}
+	if os.Getenv("SYNCER_BENCH_DBSTAT") != "" {
+		db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, store.SnapshotsFile)+"?mode=ro")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		rows, err := db.Query("SELECT name, sum(pgsize), sum(unused), count(*) FROM dbstat GROUP BY name ORDER BY 2 DESC")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for rows.Next() {
+			var name string
+			var size, unused, pages int64
+			rows.Scan(&name, &size, &unused, &pages)
+			b.Logf("%-40s %9d bytes %9d unused %5d pages", name, size, unused, pages)
+		}
+		rows.Close()
+		var free int64
+		db.QueryRow("PRAGMA freelist_count").Scan(&free)
+		b.Logf("free pages %d", free)
+	}
 	return sizes
 }
 
