@@ -183,6 +183,43 @@ BEGIN
     WHERE id IN (SELECT value FROM json_each(OLD.raw_chunks)) AND refs <= 0;
 END;
 
+-- The numbers 0 .. the largest number of investments a snapshot has had,
+-- for estateguru_investments to walk a snapshot's positions with a range
+-- seek (schema 5); the triggers keep it long enough.
+CREATE TABLE IF NOT EXISTS estateguru_position (
+    k INTEGER PRIMARY KEY
+);
+INSERT OR IGNORE INTO estateguru_position (k)
+WITH RECURSIVE n(k) AS (
+    SELECT 0 UNION ALL
+    SELECT k + 1 FROM n WHERE k + 1 < (SELECT max(investments) FROM estateguru_snapshot)
+)
+SELECT k FROM n WHERE (SELECT max(investments) FROM estateguru_snapshot) > 0;
+
+DROP TRIGGER IF EXISTS estateguru_snapshot_positions_added;
+CREATE TRIGGER estateguru_snapshot_positions_added AFTER INSERT ON estateguru_snapshot
+WHEN NEW.investments > coalesce((SELECT max(k) + 1 FROM estateguru_position), 0)
+BEGIN
+    INSERT OR IGNORE INTO estateguru_position (k)
+    WITH RECURSIVE n(k) AS (
+        SELECT coalesce((SELECT max(k) + 1 FROM estateguru_position), 0) UNION ALL
+        SELECT k + 1 FROM n WHERE k + 1 < NEW.investments
+    )
+    SELECT k FROM n WHERE k < NEW.investments;
+END;
+
+DROP TRIGGER IF EXISTS estateguru_snapshot_positions_changed;
+CREATE TRIGGER estateguru_snapshot_positions_changed AFTER UPDATE OF investments ON estateguru_snapshot
+WHEN NEW.investments > coalesce((SELECT max(k) + 1 FROM estateguru_position), 0)
+BEGIN
+    INSERT OR IGNORE INTO estateguru_position (k)
+    WITH RECURSIVE n(k) AS (
+        SELECT coalesce((SELECT max(k) + 1 FROM estateguru_position), 0) UNION ALL
+        SELECT k + 1 FROM n WHERE k + 1 < NEW.investments
+    )
+    SELECT k FROM n WHERE k < NEW.investments;
+END;
+
 -- Work a migration left to do in bounded transactions after the schema
 -- changed (schema 5: 'compact' the history written before), done at the
 -- next open if it was interrupted.
@@ -268,23 +305,18 @@ SELECT c.name AS connection, s.snapshot_at, s.fetched_at, s.currency, s.cash_cen
        s.connection_id
 FROM estateguru_snapshot s JOIN connection c ON c.id = s.connection_id;
 
--- Each snapshot's positions 0 .. investments-1 (pos counts up to the
--- largest portfolio), each resolved to the row at that position with the
--- smallest snapshot_at >= the snapshot's: two seeks a row.
+-- Each snapshot's positions 0 .. investments-1 (estateguru_position),
+-- each resolved to the row at that position with the smallest snapshot_at
+-- >= the snapshot's: a few seeks a row (schema 5).
 DROP VIEW IF EXISTS estateguru_investments;
 CREATE VIEW estateguru_investments AS
-WITH RECURSIVE pos(k) AS (
-    SELECT 0 WHERE (SELECT max(investments) FROM estateguru_snapshot) > 0
-    UNION ALL
-    SELECT k + 1 FROM pos WHERE k + 1 < (SELECT max(investments) FROM estateguru_snapshot)
-)
 SELECT c.name AS connection, s.snapshot_at, i.loan_id, i.name, i.quantity,
        i.investment_amount_cents, i.market_value_cents, i.principal_left_cents,
        i.profit_cents, i.realized_income_cents, i.change_cents, i.resource_path,
        i.position, i.connection_id
 FROM estateguru_snapshot s
 JOIN connection c ON c.id = s.connection_id
-CROSS JOIN pos
+CROSS JOIN estateguru_position pos
 CROSS JOIN estateguru_investment i
 WHERE pos.k < s.investments
   AND i.connection_id = s.connection_id AND i.position = pos.k
