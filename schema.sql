@@ -87,20 +87,17 @@ CREATE TABLE IF NOT EXISTS estateguru_snapshot (
     PRIMARY KEY (connection_id, snapshot_at)
 );
 
--- Pieces of the raw answers, stored once however many snapshots hold them
--- (schema 5): an answer is cut after each "}," (so, in EstateGuru's, about
--- one investment a piece) and an investment that did not change is the same
--- piece as in the period before. hash is the first 8 bytes of the piece's
--- SHA-256 as an integer (a match is confirmed on data, so a collision
--- costs a second piece, never a wrong answer); refs counts the snapshots whose raw_chunks name it, kept by the
--- triggers below, and a piece goes with the last snapshot naming it.
+-- Pieces of the raw answers (schema 5): an answer is cut after each "},"
+-- (so, in EstateGuru's, about one investment a piece), and a piece the
+-- snapshot before holds too (the same bytes) is shared with it, so an
+-- investment that did not change costs only its id in raw_chunks. refs
+-- counts the snapshots whose raw_chunks name the piece, kept by the triggers
+-- below; a piece goes with the last snapshot naming it.
 CREATE TABLE IF NOT EXISTS estateguru_raw_chunk (
     id   INTEGER PRIMARY KEY,
-    hash INTEGER NOT NULL,
     refs INTEGER NOT NULL DEFAULT 0,
     data TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS estateguru_raw_chunk_by_hash ON estateguru_raw_chunk (hash);
 
 CREATE TABLE IF NOT EXISTS estateguru_investment (
     connection_id           INTEGER NOT NULL,

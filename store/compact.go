@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -37,11 +36,10 @@ func (s *Store) compactHistory(ctx context.Context, log *slog.Logger) error {
 	}
 	type snap struct {
 		connID      int64
-		at, next    string
+		at          string
 		investments int64
 	}
-	rows, err := s.snapshots.QueryContext(ctx, `SELECT connection_id, snapshot_at, investments,
-		    lead(snapshot_at) OVER (PARTITION BY connection_id ORDER BY snapshot_at)
+	rows, err := s.snapshots.QueryContext(ctx, `SELECT connection_id, snapshot_at, investments
 		FROM estateguru_snapshot ORDER BY connection_id, snapshot_at`)
 	if err != nil {
 		return fileError(path, "migrate", err)
@@ -49,12 +47,10 @@ func (s *Store) compactHistory(ctx context.Context, log *slog.Logger) error {
 	var work []snap
 	for rows.Next() {
 		var w snap
-		var next sql.NullString
-		if err := rows.Scan(&w.connID, &w.at, &w.investments, &next); err != nil {
+		if err := rows.Scan(&w.connID, &w.at, &w.investments); err != nil {
 			rows.Close()
 			return fileError(path, "migrate", err)
 		}
-		w.next = next.String
 		work = append(work, w)
 	}
 	rows.Close()
@@ -80,8 +76,12 @@ func (s *Store) compactHistory(ctx context.Context, log *slog.Logger) error {
 			return fileError(path, "migrate", err)
 		}
 		for _, w := range work[done : done+n] {
-			if w.next != "" {
-				err = compact(ctx, tx.Tx, w.connID, w.at, w.next)
+			// The snapshot after it is looked up again inside the
+			// transaction: another process may have written one since.
+			var next snapshotRef
+			_, next, err = neighbours(ctx, tx.Tx, w.connID, w.at)
+			if err == nil && next.at != "" {
+				err = compact(ctx, tx.Tx, w.connID, w.at, next.at)
 			}
 			if err == nil {
 				err = chunkSnapshot(ctx, tx.Tx, w.connID, w.at)

@@ -152,7 +152,19 @@ func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetche
 		if err != nil {
 			return err
 		}
-		raw, chunks, err := storeRaw(ctx, tx, snap.Raw)
+		// The pieces most likely repeated: those of the snapshot this one
+		// replaces, or else of the one before it.
+		from := prev.at
+		if replacing {
+			from = at
+		}
+		var known map[[32]byte]int64
+		if len(snap.Raw) >= rawChunkMin {
+			if known, err = knownPieces(ctx, tx, connID, from); err != nil {
+				return err
+			}
+		}
+		raw, chunks, err := storeRaw(ctx, tx, snap.Raw, known)
 		if err != nil {
 			return err
 		}

@@ -44,7 +44,7 @@ func BenchmarkStorageGrowth(b *testing.B) {
 	const investments, periods, changing = 1000, 30, 0.10
 	for i := 0; i < b.N; i++ {
 		sizes := growth(b, investments, periods, changing)
-		for _, p := range []int{1, 10, 30} {
+		for _, p := range []int{1, 2, 10, 30} {
 			b.Logf("after %2d periods: %9d bytes, %6.1f bytes/investment/period", p, sizes[p],
 				float64(sizes[p])/float64(investments*p))
 		}
