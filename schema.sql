@@ -151,19 +151,17 @@ BEGIN
                         AND o.position = t.position);
 END;
 
+-- A snapshot's pieces are counted by syncer when it writes the list (new
+-- pieces with refs 1, shared ones plus one: a statement per few hundred
+-- pieces, not one over all of them, whose statement journal would hold
+-- every page they are on); the triggers count them down when the list is
+-- replaced or the snapshot deleted. Another writer should store raw whole
+-- (raw_chunks NULL).
 DROP TRIGGER IF EXISTS estateguru_snapshot_chunks_added;
-CREATE TRIGGER estateguru_snapshot_chunks_added AFTER INSERT ON estateguru_snapshot
-WHEN NEW.raw_chunks IS NOT NULL
-BEGIN
-    UPDATE estateguru_raw_chunk SET refs = refs + 1
-    WHERE id IN (SELECT value FROM json_each(NEW.raw_chunks));
-END;
-
 DROP TRIGGER IF EXISTS estateguru_snapshot_chunks_changed;
 CREATE TRIGGER estateguru_snapshot_chunks_changed AFTER UPDATE OF raw_chunks ON estateguru_snapshot
+WHEN OLD.raw_chunks IS NOT NULL
 BEGIN
-    UPDATE estateguru_raw_chunk SET refs = refs + 1
-    WHERE id IN (SELECT value FROM json_each(NEW.raw_chunks));
     UPDATE estateguru_raw_chunk SET refs = refs - 1
     WHERE id IN (SELECT value FROM json_each(OLD.raw_chunks));
     DELETE FROM estateguru_raw_chunk

@@ -119,9 +119,9 @@ func chunkRaw(raw []byte) [][]byte {
 // rawChunkMin bytes, ” and the JSON list of its pieces' ids. A piece among
 // known (the pieces of the snapshot before it, or of the one it replaces,
 // by their SHA-256: knownPieces) is shared with it; any other is inserted,
-// in batches, with ids counted on from the largest. The
-// estateguru_snapshot triggers count the references when the snapshot row
-// goes in.
+// in batches, with ids counted on from the largest. It counts the new
+// list's references; the caller then writes the list into the snapshot row
+// (the triggers count the old list's down).
 //
 // Sharing only with that one snapshot, not looking every piece up in the
 // whole table, keeps a write from doing a query per piece: an answer of
@@ -135,15 +135,26 @@ func storeRaw(ctx context.Context, tx *sql.Tx, raw []byte, known map[[32]byte]in
 	if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(id), 0) + 1 FROM estateguru_raw_chunk").Scan(&next); err != nil {
 		return nil, nil, err
 	}
-	var batch []any
+	// New pieces go in with refs 1 (this snapshot), shared ones get one
+	// more; in batches (see the triggers in schema.sql).
+	var batch, shared []any
+	seen := map[int64]bool{} // a piece twice in one answer counts once
 	flush := func() error {
-		if len(batch) == 0 {
-			return nil
+		if len(batch) > 0 {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO estateguru_raw_chunk (id, refs, data) VALUES "+
+				repeatJoin("(?, 1, CAST(? AS TEXT))", len(batch)/2), batch...); err != nil {
+				return err
+			}
+			batch = batch[:0]
 		}
-		_, err := tx.ExecContext(ctx, "INSERT INTO estateguru_raw_chunk (id, data) VALUES "+
-			repeatJoin("(?, CAST(? AS TEXT))", len(batch)/2), batch...)
-		batch = batch[:0]
-		return err
+		if len(shared) > 0 {
+			if _, err := tx.ExecContext(ctx, "UPDATE estateguru_raw_chunk SET refs = refs + 1 WHERE id IN ("+
+				repeatJoin("?", len(shared))+")", shared...); err != nil {
+				return err
+			}
+			shared = shared[:0]
+		}
+		return nil
 	}
 	list := make([]byte, 0, 8*len(raw)/256+2)
 	list = append(list, '[')
@@ -153,10 +164,13 @@ func storeRaw(ctx context.Context, tx *sql.Tx, raw []byte, known map[[32]byte]in
 			id = next
 			next++
 			batch = append(batch, id, piece)
-			if len(batch) == 2*investmentBatch {
-				if err := flush(); err != nil {
-					return nil, nil, err
-				}
+		} else if !seen[id] {
+			seen[id] = true
+			shared = append(shared, id)
+		}
+		if len(batch) >= 2*investmentBatch || len(shared) >= 500 {
+			if err := flush(); err != nil {
+				return nil, nil, err
 			}
 		}
 		if i > 0 {
