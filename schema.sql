@@ -91,8 +91,9 @@ CREATE TABLE IF NOT EXISTS estateguru_snapshot (
 -- (so, in EstateGuru's, about one investment a piece), and a piece the
 -- snapshot before holds too (the same bytes) is shared with it, so an
 -- investment that did not change costs only its id in raw_chunks. refs
--- counts the snapshots whose raw_chunks name the piece, kept by the triggers
--- below; a piece goes with the last snapshot naming it.
+-- counts the snapshots whose raw_chunks name the piece (counted up by
+-- syncer as it writes them, down by the triggers below); a piece goes with
+-- the last snapshot naming it.
 CREATE TABLE IF NOT EXISTS estateguru_raw_chunk (
     id   INTEGER PRIMARY KEY,
     refs INTEGER NOT NULL DEFAULT 0,

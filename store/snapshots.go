@@ -112,6 +112,10 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 // snapshot row (totals and raw answer) last, so the sequence is read only
 // once. The rows' foreign key on that snapshot is checked at the commit
 // (defer_foreign_keys) instead of at each row.
+//
+// Then the history is kept to what changed (schema 5, history.go): the
+// snapshot before this one loses the rows this one repeats, and the raw
+// answer is stored in pieces shared with that snapshot.
 func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetchedAt time.Time, snap EstateGuruSnapshot) error {
 	var written int64
 	err := s.writeSnapshot(ctx, func(conn *sql.Conn, tx *sql.Tx) error {
