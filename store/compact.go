@@ -78,13 +78,14 @@ func (s *Store) compactHistory(ctx context.Context, log *slog.Logger) error {
 		for _, w := range work[done : done+n] {
 			// The snapshot after it is looked up again inside the
 			// transaction: another process may have written one since.
-			var next snapshotRef
-			_, next, err = neighbours(ctx, tx.Tx, w.connID, w.at)
+			var prev, next snapshotRef
+			prev, next, err = neighbours(ctx, tx.Tx, w.connID, w.at)
 			if err == nil && next.at != "" {
 				err = compact(ctx, tx.Tx, w.connID, w.at, next.at)
 			}
 			if err == nil {
-				err = chunkSnapshot(ctx, tx.Tx, w.connID, w.at)
+				// Oldest first: the snapshot before is in pieces already.
+				err = chunkSnapshot(ctx, tx.Tx, w.connID, w.at, prev.at)
 			}
 			if err != nil {
 				tx.Rollback()

@@ -205,8 +205,8 @@ func detach(ctx context.Context, tx *sql.Tx, connID int64, at string) error {
 }
 
 // chunkSnapshot puts the raw answer of the snapshot at at into pieces, if it
-// is whole and big enough.
-func chunkSnapshot(ctx context.Context, tx *sql.Tx, connID int64, at string) error {
+// is whole and big enough, sharing those of the snapshot at from.
+func chunkSnapshot(ctx context.Context, tx *sql.Tx, connID int64, at, from string) error {
 	var raw []byte
 	err := tx.QueryRowContext(ctx, `SELECT CAST(raw AS BLOB) FROM estateguru_snapshot
 		WHERE connection_id = ? AND snapshot_at = ? AND raw_chunks IS NULL AND length(CAST(raw AS BLOB)) >= ?`,
@@ -217,7 +217,7 @@ func chunkSnapshot(ctx context.Context, tx *sql.Tx, connID int64, at string) err
 	if err != nil {
 		return err
 	}
-	known, err := knownPieces(ctx, tx, connID, at)
+	known, err := knownPieces(ctx, tx, connID, from)
 	if err != nil {
 		return err
 	}

@@ -319,6 +319,11 @@ func TestMigrateFromVersion4CompactsTheHistory(t *testing.T) {
 	if got := count(t, s.snapshots.DB, "SELECT count(*) FROM estateguru_snapshot WHERE raw_chunks IS NULL"); got != 0 {
 		t.Fatalf("%d raw answers left whole", got)
 	}
+	// The pieces are shared: far fewer stored than the answers name.
+	if stored, named := count(t, s.snapshots.DB, "SELECT count(*) FROM estateguru_raw_chunk"),
+		count(t, s.snapshots.DB, "SELECT count(*) FROM estateguru_snapshot, json_each(raw_chunks)"); stored*3 > named {
+		t.Fatalf("%d raw pieces stored for %d named: not shared", stored, named)
+	}
 	if got := count(t, s.snapshots.DB, "SELECT count(*) FROM store_pending"); got != 0 {
 		t.Fatalf("store_pending still has %d tasks", got)
 	}
