@@ -21,7 +21,14 @@ var Schema string
 // everreal_users_by_company, everreal_scope_changes). 3: connection.state_since,
 // sync_run.connections_skipped and connections_warned (and the views'
 // columns of the same names), notify_state, sync_result_by_connection; see AddedColumns.
-const SchemaVersion = 3
+// 4: estateguru_portfolio_history partitions by connection id and name, so a
+// filter on one connection reaches inside the window (same rows and columns).
+// 5: storage that grows with change: an older snapshot keeps only the
+// investment rows that differ from the snapshot after it, and raw answers of
+// 512 bytes or more are kept in deduplicated pieces (estateguru_raw_chunk);
+// the views expand both and answer as before. The history written before is
+// compacted after the schema change, in bounded transactions (store_pending).
+const SchemaVersion = 5
 
 // AddedColumns are the columns added to tables after version 1, which
 // CREATE TABLE IF NOT EXISTS cannot add to an existing table: the store adds
@@ -30,4 +37,5 @@ var AddedColumns = []struct{ Table, Column, Decl string }{
 	{"connection", "state_since", "TEXT"},
 	{"sync_run", "connections_skipped", "INTEGER NOT NULL DEFAULT 0"},
 	{"sync_run", "connections_warned", "INTEGER NOT NULL DEFAULT 0"},
+	{"estateguru_snapshot", "raw_chunks", "TEXT"},
 }

@@ -78,8 +78,26 @@ CREATE TABLE IF NOT EXISTS estateguru_snapshot (
     principal_left_cents    INTEGER NOT NULL,
     profit_cents            INTEGER NOT NULL,
     realized_income_cents   INTEGER NOT NULL,
-    raw                     TEXT NOT NULL, -- the whole userInvestments answer
+    -- the whole userInvestments answer; '' when it is kept in pieces
+    -- (raw_chunks), as an answer of 512 bytes or more is (schema 5)
+    raw                     TEXT NOT NULL,
+    -- JSON array of estateguru_raw_chunk ids: raw is their data, concatenated
+    -- in that order (schema 5); NULL when raw holds the answer itself
+    raw_chunks              TEXT,
     PRIMARY KEY (connection_id, snapshot_at)
+);
+
+-- Pieces of the raw answers (schema 5): an answer is cut after each "},"
+-- (so, in EstateGuru's, about one investment a piece), and a piece the
+-- snapshot before holds too (the same bytes) is shared with it, so an
+-- investment that did not change costs only its id in raw_chunks. refs
+-- counts the snapshots whose raw_chunks name the piece (counted up by
+-- syncer as it writes them, down by the triggers below); a piece goes with
+-- the last snapshot naming it.
+CREATE TABLE IF NOT EXISTS estateguru_raw_chunk (
+    id   INTEGER PRIMARY KEY,
+    refs INTEGER NOT NULL DEFAULT 0,
+    data TEXT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS estateguru_investment (
@@ -100,6 +118,110 @@ CREATE TABLE IF NOT EXISTS estateguru_investment (
     FOREIGN KEY (connection_id, snapshot_at)
         REFERENCES estateguru_snapshot (connection_id, snapshot_at) ON DELETE CASCADE
 ) WITHOUT ROWID;
+
+-- estateguru_investment holds each connection's newest snapshot whole and,
+-- for every older snapshot, only the rows that differ from the snapshot
+-- after it (schema 5): the investment at position k of a snapshot S is the
+-- row at position k with the smallest snapshot_at >= S.snapshot_at (k below
+-- S's investments). Writing a new snapshot deletes from the one before it the
+-- rows the new one repeats unchanged, so an investment that does not change
+-- costs nothing per period; estateguru_investments expands the rows again.
+-- Deleting a snapshot first copies to the snapshot before it the rows that
+-- one was reading from it (the trigger below), so any snapshot may go:
+-- retention deletes the oldest, where nothing needs copying.
+CREATE INDEX IF NOT EXISTS estateguru_investment_by_position
+    ON estateguru_investment (connection_id, position, snapshot_at);
+
+DROP TRIGGER IF EXISTS estateguru_snapshot_detach;
+CREATE TRIGGER estateguru_snapshot_detach BEFORE DELETE ON estateguru_snapshot
+BEGIN
+    INSERT INTO estateguru_investment (connection_id, snapshot_at, position, loan_id, name,
+        quantity, investment_amount_cents, market_value_cents, principal_left_cents,
+        profit_cents, realized_income_cents, change_cents, resource_path)
+    SELECT t.connection_id, p.snapshot_at, t.position, t.loan_id, t.name,
+        t.quantity, t.investment_amount_cents, t.market_value_cents, t.principal_left_cents,
+        t.profit_cents, t.realized_income_cents, t.change_cents, t.resource_path
+    FROM (SELECT m.snapshot_at, m.investments FROM estateguru_snapshot m
+          WHERE m.connection_id = OLD.connection_id AND m.snapshot_at < OLD.snapshot_at
+          ORDER BY m.snapshot_at DESC LIMIT 1) p
+    CROSS JOIN estateguru_investment t
+    WHERE t.connection_id = OLD.connection_id AND t.snapshot_at = OLD.snapshot_at
+      AND t.position < p.investments
+      AND NOT EXISTS (SELECT 1 FROM estateguru_investment o
+                      WHERE o.connection_id = OLD.connection_id AND o.snapshot_at = p.snapshot_at
+                        AND o.position = t.position);
+END;
+
+-- A snapshot's pieces are counted by syncer when it writes the list (new
+-- pieces with refs 1, shared ones plus one: a statement per few hundred
+-- pieces, not one over all of them, whose statement journal would hold
+-- every page they are on); the triggers count them down when the list is
+-- replaced or the snapshot deleted. Another writer should store raw whole
+-- (raw_chunks NULL).
+DROP TRIGGER IF EXISTS estateguru_snapshot_chunks_added;
+DROP TRIGGER IF EXISTS estateguru_snapshot_chunks_changed;
+CREATE TRIGGER estateguru_snapshot_chunks_changed AFTER UPDATE OF raw_chunks ON estateguru_snapshot
+WHEN OLD.raw_chunks IS NOT NULL
+BEGIN
+    UPDATE estateguru_raw_chunk SET refs = refs - 1
+    WHERE id IN (SELECT value FROM json_each(OLD.raw_chunks));
+    DELETE FROM estateguru_raw_chunk
+    WHERE id IN (SELECT value FROM json_each(OLD.raw_chunks)) AND refs <= 0;
+END;
+
+DROP TRIGGER IF EXISTS estateguru_snapshot_chunks_dropped;
+CREATE TRIGGER estateguru_snapshot_chunks_dropped AFTER DELETE ON estateguru_snapshot
+WHEN OLD.raw_chunks IS NOT NULL
+BEGIN
+    UPDATE estateguru_raw_chunk SET refs = refs - 1
+    WHERE id IN (SELECT value FROM json_each(OLD.raw_chunks));
+    DELETE FROM estateguru_raw_chunk
+    WHERE id IN (SELECT value FROM json_each(OLD.raw_chunks)) AND refs <= 0;
+END;
+
+-- The numbers 0 .. the largest number of investments a snapshot has had,
+-- for estateguru_investments to walk a snapshot's positions with a range
+-- seek (schema 5); the triggers keep it long enough.
+CREATE TABLE IF NOT EXISTS estateguru_position (
+    k INTEGER PRIMARY KEY
+);
+INSERT OR IGNORE INTO estateguru_position (k)
+WITH RECURSIVE n(k) AS (
+    SELECT 0 UNION ALL
+    SELECT k + 1 FROM n WHERE k + 1 < (SELECT max(investments) FROM estateguru_snapshot)
+)
+SELECT k FROM n WHERE (SELECT max(investments) FROM estateguru_snapshot) > 0;
+
+DROP TRIGGER IF EXISTS estateguru_snapshot_positions_added;
+CREATE TRIGGER estateguru_snapshot_positions_added AFTER INSERT ON estateguru_snapshot
+WHEN NEW.investments > coalesce((SELECT max(k) + 1 FROM estateguru_position), 0)
+BEGIN
+    INSERT OR IGNORE INTO estateguru_position (k)
+    WITH RECURSIVE n(k) AS (
+        SELECT coalesce((SELECT max(k) + 1 FROM estateguru_position), 0) UNION ALL
+        SELECT k + 1 FROM n WHERE k + 1 < NEW.investments
+    )
+    SELECT k FROM n WHERE k < NEW.investments;
+END;
+
+DROP TRIGGER IF EXISTS estateguru_snapshot_positions_changed;
+CREATE TRIGGER estateguru_snapshot_positions_changed AFTER UPDATE OF investments ON estateguru_snapshot
+WHEN NEW.investments > coalesce((SELECT max(k) + 1 FROM estateguru_position), 0)
+BEGIN
+    INSERT OR IGNORE INTO estateguru_position (k)
+    WITH RECURSIVE n(k) AS (
+        SELECT coalesce((SELECT max(k) + 1 FROM estateguru_position), 0) UNION ALL
+        SELECT k + 1 FROM n WHERE k + 1 < NEW.investments
+    )
+    SELECT k FROM n WHERE k < NEW.investments;
+END;
+
+-- Work a migration left to do in bounded transactions after the schema
+-- changed (schema 5: 'compact' the history written before), done at the
+-- next open if it was interrupted.
+CREATE TABLE IF NOT EXISTS store_pending (
+    task TEXT PRIMARY KEY
+);
 
 CREATE TABLE IF NOT EXISTS sync_run (
     id                 INTEGER PRIMARY KEY,
@@ -173,17 +295,30 @@ DROP VIEW IF EXISTS estateguru_portfolios;
 CREATE VIEW estateguru_portfolios AS
 SELECT c.name AS connection, s.snapshot_at, s.fetched_at, s.currency, s.cash_cents,
        s.investments, s.investment_amount_cents, s.market_value_cents,
-       s.principal_left_cents, s.profit_cents, s.realized_income_cents, s.raw,
+       s.principal_left_cents, s.profit_cents, s.realized_income_cents,
+       coalesce((SELECT group_concat(ch.data, '') FROM json_each(s.raw_chunks) j
+                 CROSS JOIN estateguru_raw_chunk ch WHERE ch.id = j.value), s.raw) AS raw,
        s.connection_id
 FROM estateguru_snapshot s JOIN connection c ON c.id = s.connection_id;
 
+-- Each snapshot's positions 0 .. investments-1 (estateguru_position),
+-- each resolved to the row at that position with the smallest snapshot_at
+-- >= the snapshot's: a few seeks a row (schema 5).
 DROP VIEW IF EXISTS estateguru_investments;
 CREATE VIEW estateguru_investments AS
-SELECT c.name AS connection, i.snapshot_at, i.loan_id, i.name, i.quantity,
+SELECT c.name AS connection, s.snapshot_at, i.loan_id, i.name, i.quantity,
        i.investment_amount_cents, i.market_value_cents, i.principal_left_cents,
        i.profit_cents, i.realized_income_cents, i.change_cents, i.resource_path,
        i.position, i.connection_id
-FROM estateguru_investment i JOIN connection c ON c.id = i.connection_id;
+FROM estateguru_snapshot s
+JOIN connection c ON c.id = s.connection_id
+CROSS JOIN estateguru_position pos
+CROSS JOIN estateguru_investment i
+WHERE pos.k < s.investments
+  AND i.connection_id = s.connection_id AND i.position = pos.k
+  AND i.snapshot_at = (SELECT min(m.snapshot_at) FROM estateguru_investment m
+                       WHERE m.connection_id = s.connection_id AND m.position = pos.k
+                         AND m.snapshot_at >= s.snapshot_at);
 
 -- latest_*: the newest snapshot per connection, with exactly the columns of
 -- the view they filter. They start from connection (a handful of rows) and,
@@ -213,8 +348,14 @@ WHERE p.connection_id = latest.id
                        WHERE m.connection_id = latest.id);
 
 DROP VIEW IF EXISTS latest_estateguru_investments;
+-- The newest snapshot holds all its rows (schema 5), so this one reads
+-- estateguru_investment directly, with estateguru_investments' columns.
 CREATE VIEW latest_estateguru_investments AS
-SELECT i.* FROM connection latest CROSS JOIN estateguru_investments i
+SELECT latest.name AS connection, i.snapshot_at, i.loan_id, i.name, i.quantity,
+       i.investment_amount_cents, i.market_value_cents, i.principal_left_cents,
+       i.profit_cents, i.realized_income_cents, i.change_cents, i.resource_path,
+       i.position, i.connection_id
+FROM connection latest CROSS JOIN estateguru_investment i
 WHERE i.connection_id = latest.id
   AND i.snapshot_at = (SELECT max(m.snapshot_at) FROM estateguru_snapshot m
                        WHERE m.connection_id = latest.id);
@@ -236,7 +377,11 @@ FROM sync_result r JOIN connection c ON c.id = r.connection_id;
 -- the portfolio's value (cash + market value) and every amount's change
 -- since that connection's previous snapshot (NULL on its first). A period
 -- with no snapshot (the sync failed all day) is skipped: previous_snapshot_at
--- says which snapshot a change is measured against.
+-- says which snapshot a change is measured against. The window is
+-- partitioned by connection_id and name (the same partitions: names are
+-- unique) so that SQLite pushes a filter on either column down into the
+-- view: one connection's history then seeks its snapshots instead of
+-- computing every connection's (schema 4; store/history_plan_test.go).
 DROP VIEW IF EXISTS estateguru_portfolio_history;
 CREATE VIEW estateguru_portfolio_history AS
 SELECT c.name AS connection, s.snapshot_at,
@@ -253,7 +398,7 @@ SELECT c.name AS connection, s.snapshot_at,
            - lag(s.cash_cents + s.market_value_cents) OVER w AS value_change_cents,
        s.connection_id
 FROM estateguru_snapshot s JOIN connection c ON c.id = s.connection_id
-WINDOW w AS (PARTITION BY s.connection_id ORDER BY s.snapshot_at);
+WINDOW w AS (PARTITION BY s.connection_id, c.name ORDER BY s.snapshot_at);
 
 -- estateguru_investment_changes: the investments that appeared in or
 -- disappeared from each connection's newest snapshot, compared with the one
@@ -280,10 +425,23 @@ newer AS (
     WHERE p.from_at IS NOT NULL AND i.connection_id = p.connection_id AND i.snapshot_at = p.to_at
 ),
 older AS (
+    -- The snapshot before the newest keeps only the rows that differ from
+    -- the newest's (schema 5): its own rows, then the newest's at the
+    -- positions it has no row of its own for.
     SELECT p.connection, p.from_at, p.to_at, i.*,
            coalesce(i.loan_id, i.resource_path, i.name, '#' || i.position) AS k
     FROM pair p CROSS JOIN estateguru_investment i
     WHERE p.from_at IS NOT NULL AND i.connection_id = p.connection_id AND i.snapshot_at = p.from_at
+    UNION ALL
+    SELECT p.connection, p.from_at, p.to_at, i.*,
+           coalesce(i.loan_id, i.resource_path, i.name, '#' || i.position) AS k
+    FROM pair p CROSS JOIN estateguru_investment i
+    WHERE p.from_at IS NOT NULL AND i.connection_id = p.connection_id AND i.snapshot_at = p.to_at
+      AND i.position < (SELECT f.investments FROM estateguru_snapshot f
+                        WHERE f.connection_id = p.connection_id AND f.snapshot_at = p.from_at)
+      AND NOT EXISTS (SELECT 1 FROM estateguru_investment o
+                      WHERE o.connection_id = p.connection_id AND o.snapshot_at = p.from_at
+                        AND o.position = i.position)
 )
 SELECT n.connection, 'appeared' AS change, n.from_at AS from_snapshot_at, n.to_at AS to_snapshot_at,
        n.loan_id, n.name, n.quantity, n.investment_amount_cents, n.market_value_cents,

@@ -61,7 +61,7 @@ func TestConcurrentWritersOfOneProcessNeverSeeBusy(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if got, want := count(t, s.snapshots.DB, "SELECT count(*) FROM estateguru_investment"), writers*5*500; got != want {
+	if got, want := count(t, s.snapshots.DB, "SELECT count(*) FROM estateguru_investments"), writers*5*500; got != want {
 		t.Fatalf("%d investments stored, want %d", got, want)
 	}
 }

@@ -210,6 +210,12 @@ func checkpoint(ctx context.Context, db *database) (c WALCheckpoint, err error) 
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}()
+	// Free pages go back to the file system (in a database created with
+	// auto_vacuum = INCREMENTAL; elsewhere this does nothing). Busy: the
+	// next checkpoint does it.
+	if _, err := conn.ExecContext(ctx, "PRAGMA incremental_vacuum"); err != nil && !isBusy(err) {
+		return c, err
+	}
 	var busy int
 	err = conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &c.Frames, &c.Checkpointed)
 	if isBusy(err) {

@@ -112,32 +112,97 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 // snapshot row (totals and raw answer) last, so the sequence is read only
 // once. The rows' foreign key on that snapshot is checked at the commit
 // (defer_foreign_keys) instead of at each row.
+//
+// Then the history is kept to what changed (schema 5, history.go): the
+// snapshot before this one loses the rows this one repeats, and the raw
+// answer is stored in pieces shared with that snapshot.
 func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetchedAt time.Time, snap EstateGuruSnapshot) error {
 	var written int64
 	err := s.writeSnapshot(ctx, func(conn *sql.Conn, tx *sql.Tx) error {
 		at := period.UTC().Format(TimeFormat)
-		// The cascade removes the period's old investments with it.
-		if _, err := tx.ExecContext(ctx, "DELETE FROM estateguru_snapshot WHERE connection_id = ? AND snapshot_at = ?", connID, at); err != nil {
+		var replacing bool
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) > 0 FROM estateguru_snapshot WHERE connection_id = ? AND snapshot_at = ?",
+			connID, at).Scan(&replacing); err != nil {
 			return err
+		}
+		if replacing {
+			// The period's old rows go, after the snapshot before it has
+			// taken the ones it was reading from them. The snapshot row
+			// itself is updated below.
+			if err := detach(ctx, tx, connID, at); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, "DELETE FROM estateguru_investment WHERE connection_id = ? AND snapshot_at = ?", connID, at); err != nil {
+				return err
+			}
 		}
 		// Switched off again by SQLite at the commit or rollback.
 		if _, err := tx.ExecContext(ctx, "PRAGMA defer_foreign_keys = ON"); err != nil {
 			return err
 		}
+		prev, next, err := neighbours(ctx, tx, connID, at)
+		if err != nil {
+			return err
+		}
+		if prev.at != "" && next.at != "" {
+			// A period older than the newest (the clock went back): the
+			// snapshot before it was reading some rows from later ones,
+			// which the new rows would now stand in front of.
+			if err := materialize(ctx, tx, connID, prev); err != nil {
+				return err
+			}
+		}
 		sum, count, err := insertInvestments(ctx, conn, connID, at, snap.Investments)
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `
-			INSERT INTO estateguru_snapshot (connection_id, snapshot_at, fetched_at, currency, cash_cents,
-			    investments, investment_amount_cents, market_value_cents, principal_left_cents,
-			    profit_cents, realized_income_cents, raw)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT))`,
-			connID, at, fetchedAt.UTC().Format(TimeFormat), nullable(snap.Currency), snap.CashCents,
-			count, sum.InvestmentAmountCents, sum.MarketValueCents, sum.PrincipalLeftCents,
-			sum.ProfitCents, sum.RealizedIncomeCents, rawText(snap.Raw))
+		// The pieces most likely repeated: those of the snapshot this one
+		// replaces, or else of the one before it.
+		from := prev.at
+		if replacing {
+			from = at
+		}
+		var known map[[32]byte]int64
+		if len(snap.Raw) >= rawChunkMin {
+			if known, err = knownPieces(ctx, tx, connID, from); err != nil {
+				return err
+			}
+		}
+		raw, chunks, err := storeRaw(ctx, tx, snap.Raw, known)
 		if err != nil {
 			return err
+		}
+		if replacing {
+			_, err = tx.ExecContext(ctx, `
+				UPDATE estateguru_snapshot SET fetched_at = ?, currency = ?, cash_cents = ?, investments = ?,
+				    investment_amount_cents = ?, market_value_cents = ?, principal_left_cents = ?,
+				    profit_cents = ?, realized_income_cents = ?, raw = CAST(? AS TEXT), raw_chunks = ?
+				WHERE connection_id = ? AND snapshot_at = ?`,
+				fetchedAt.UTC().Format(TimeFormat), nullable(snap.Currency), snap.CashCents,
+				count, sum.InvestmentAmountCents, sum.MarketValueCents, sum.PrincipalLeftCents,
+				sum.ProfitCents, sum.RealizedIncomeCents, raw, chunks, connID, at)
+		} else {
+			_, err = tx.ExecContext(ctx, `
+				INSERT INTO estateguru_snapshot (connection_id, snapshot_at, fetched_at, currency, cash_cents,
+				    investments, investment_amount_cents, market_value_cents, principal_left_cents,
+				    profit_cents, realized_income_cents, raw, raw_chunks)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), ?)`,
+				connID, at, fetchedAt.UTC().Format(TimeFormat), nullable(snap.Currency), snap.CashCents,
+				count, sum.InvestmentAmountCents, sum.MarketValueCents, sum.PrincipalLeftCents,
+				sum.ProfitCents, sum.RealizedIncomeCents, raw, chunks)
+		}
+		if err != nil {
+			return err
+		}
+		if prev.at != "" {
+			if err := compact(ctx, tx, connID, prev.at, at); err != nil {
+				return err
+			}
+		}
+		if next.at != "" {
+			if err := compact(ctx, tx, connID, at, next.at); err != nil {
+				return err
+			}
 		}
 		written = 1 + count
 		return recordSuccess(ctx, tx, connID, fetchedAt)

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -88,6 +89,9 @@ type Options struct {
 	// TokenKey, if set, is a 32-byte AES-256 key: token columns in tokens.db
 	// are then sealed with AES-GCM.
 	TokenKey []byte
+	// Log receives the progress of a long migration (schema 5 compacts
+	// the history written before). Nil: no progress lines.
+	Log *slog.Logger
 }
 
 // Open creates the data directory (0750) if needed, opens both databases
@@ -132,6 +136,14 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	s.tokens = newDatabase(tokensDB)
 	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := s.compactHistory(ctx, log); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -291,6 +303,14 @@ func initPageSize(ctx context.Context, path string, size int, busy time.Duration
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
+	// Incremental auto-vacuum, which must be chosen before the first
+	// table: the pages a run frees (the history keeps only what changed, so
+	// every run deletes the rows the newest snapshot repeats) are handed
+	// back to the file system at the checkpoint after the run instead of
+	// staying in the file (Checkpoint).
+	if _, err := db.ExecContext(ctx, "PRAGMA auto_vacuum = INCREMENTAL"); err != nil {
+		return err
+	}
 	_, err = db.ExecContext(ctx, "PRAGMA journal_mode = WAL")
 	return err
 }
@@ -396,6 +416,13 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	if _, err := tx.ExecContext(ctx, syncer.Schema); err != nil {
 		return fileError(path, "migrate", err)
+	}
+	if version > 0 && version < 5 {
+		// The history written before schema 5 is compacted after this
+		// transaction, in small ones of its own (compactHistory).
+		if _, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO store_pending (task) VALUES (?)", compactTask); err != nil {
+			return fileError(path, "migrate", err)
+		}
 	}
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", syncer.SchemaVersion)); err != nil {
 		return fileError(path, "migrate", err)

@@ -238,7 +238,10 @@ func TestLatestViewsSeekThePrimaryKey(t *testing.T) {
 				for _, line := range plan {
 					// Walking connection (one row each) is the point; walking
 					// any snapshot table is the history, and not allowed.
-					if strings.HasPrefix(line, "SCAN ") && !strings.HasPrefix(line, "SCAN latest") {
+					// json_each over one snapshot's list of raw pieces (schema
+					// 5) is a VIRTUAL TABLE scan of that one value.
+					if strings.HasPrefix(line, "SCAN ") && !strings.HasPrefix(line, "SCAN latest") &&
+						!strings.Contains(line, " VIRTUAL TABLE ") {
 						t.Fatalf("%s (%s): plan has a full scan %q:\n%s", q, when, line, strings.Join(plan, "\n"))
 					}
 				}

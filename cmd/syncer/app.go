@@ -90,7 +90,7 @@ func (a *app) openStore(ctx context.Context) error {
 		a.store = st
 		return nil
 	}
-	st, err := store.Open(ctx, a.cfg.DataDir, store.Options{TokenKey: a.cfg.TokenKey, BusyTimeout: a.cfg.BusyTimeout})
+	st, err := store.Open(ctx, a.cfg.DataDir, store.Options{TokenKey: a.cfg.TokenKey, BusyTimeout: a.cfg.BusyTimeout, Log: a.log})
 	if errors.Is(err, store.ErrTokenKey) || errors.Is(err, os.ErrPermission) {
 		// exit 2, like any other configuration error: an unwritable data
 		// directory is fixed in the set-up, not by running again.

@@ -36,6 +36,19 @@ type copyTable struct {
 	cols    []string
 	json    map[string]bool
 	orderBy string
+	// from is what the rows are read from in SQLite, when not the table of
+	// the same name: since SQLite schema 5 an older snapshot keeps only the
+	// investment rows that changed and raw answers are kept in pieces, so
+	// they are read whole from the views, which have the tables' columns.
+	from string
+}
+
+// source is where t's rows are read in SQLite.
+func (t copyTable) source() string {
+	if t.from != "" {
+		return t.from
+	}
+	return t.name
 }
 
 var copyTables = []copyTable{
@@ -49,10 +62,12 @@ var copyTables = []copyTable{
 		orderBy: "connection_id, snapshot_at, position"},
 	{name: "estateguru_snapshot", cols: []string{"connection_id", "snapshot_at", "fetched_at", "currency", "cash_cents",
 		"investments", "investment_amount_cents", "market_value_cents", "principal_left_cents", "profit_cents",
-		"realized_income_cents", "raw"}, json: map[string]bool{"raw": true}, orderBy: "connection_id, snapshot_at"},
+		"realized_income_cents", "raw"}, json: map[string]bool{"raw": true}, orderBy: "connection_id, snapshot_at",
+		from: "estateguru_portfolios"},
 	{name: "estateguru_investment", cols: []string{"connection_id", "snapshot_at", "position", "loan_id", "name", "quantity",
 		"investment_amount_cents", "market_value_cents", "principal_left_cents", "profit_cents",
-		"realized_income_cents", "change_cents", "resource_path"}, orderBy: "connection_id, snapshot_at, position"},
+		"realized_income_cents", "change_cents", "resource_path"}, orderBy: "connection_id, snapshot_at, position",
+		from: "estateguru_investments"},
 	{name: "sync_run", cols: []string{"id", "trigger", "started_at", "finished_at", "status", "connections_ok",
 		"connections_failed", "pid", "connections_skipped", "connections_warned"}, orderBy: "id"},
 	{name: "sync_result", cols: []string{"run_id", "connection_id", "status", "error", "started_at", "finished_at"},
@@ -151,10 +166,10 @@ func (s *Store) checkCopyTarget(ctx context.Context, src *sql.DB) error {
 
 func (s *Store) copyTable(ctx context.Context, src *sql.DB, t copyTable, progress CopyProgress) error {
 	var total int64
-	if err := src.QueryRowContext(ctx, "SELECT count(*) FROM "+t.name).Scan(&total); err != nil {
+	if err := src.QueryRowContext(ctx, "SELECT count(*) FROM "+t.source()).Scan(&total); err != nil {
 		return fmt.Errorf("copy: reading %s: %w", t.name, err)
 	}
-	rows, err := src.QueryContext(ctx, "SELECT "+strings.Join(t.cols, ", ")+" FROM "+t.name+" ORDER BY "+t.orderBy)
+	rows, err := src.QueryContext(ctx, "SELECT "+strings.Join(t.cols, ", ")+" FROM "+t.source()+" ORDER BY "+t.orderBy)
 	if err != nil {
 		return fmt.Errorf("copy: reading %s: %w", t.name, err)
 	}
@@ -277,7 +292,7 @@ func (s *Store) copyCounts(ctx context.Context, src *sql.DB) ([]CopyCount, error
 	var out []CopyCount
 	for _, t := range copyTables {
 		c := CopyCount{Table: t.name}
-		if err := src.QueryRowContext(ctx, "SELECT count(*) FROM "+t.name).Scan(&c.Source); err != nil {
+		if err := src.QueryRowContext(ctx, "SELECT count(*) FROM "+t.source()).Scan(&c.Source); err != nil {
 			return nil, fmt.Errorf("copy: counting %s: %w", t.name, err)
 		}
 		if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM "+t.name).Scan(&c.Target); err != nil {
