@@ -51,7 +51,11 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 		if err != nil && s.Explain != nil {
 			err = s.Explain(err)
 		}
-		if ctx.Err() != nil && err != nil {
+		// A provider's verdict that arrived during shutdown (the refresh
+		// grant outlives cancellation by its grace) is still a verdict: an
+		// invalid_grant must mark the connection, or the next run would
+		// send the refused token again.
+		if ctx.Err() != nil && err != nil && provider.KindOf(err) != provider.KindReauth {
 			err = &interruptedError{err}
 		}
 		// Recorded under the lock: a re-connect waiting for it must not
