@@ -162,7 +162,7 @@ func (n *Notifier) runCommand(ctx context.Context, ev Event) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", n.command)
 	cmd.Stdin = bytes.NewReader(append(body, '\n'))
-	cmd.Env = append(os.Environ(), "SYNCER_EVENT="+ev.Event, "SYNCER_EVENT_CONNECTION="+ev.Connection)
+	cmd.Env = append(commandEnviron(os.Environ()), "SYNCER_EVENT="+ev.Event, "SYNCER_EVENT_CONNECTION="+ev.Connection)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
@@ -180,6 +180,23 @@ func (n *Notifier) runCommand(ctx context.Context, ev Event) error {
 		return fmt.Errorf("notify command: %v: %s", err, tail)
 	}
 	return nil
+}
+
+// commandEnviron is the notify command's environment: syncer's own, without
+// what holds or leads to its secrets (every SYNCER_ variable, the client
+// secrets and the database URL among them; PGPASSWORD; the systemd
+// credentials directory). The command learns what happened from its stdin;
+// whatever it prints on failure reaches the log.
+func commandEnviron(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "SYNCER_") || name == "PGPASSWORD" || name == "PGPASSFILE" || name == "CREDENTIALS_DIRECTORY" {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 // ConnState is one connection as the notifications judge it after a run.

@@ -68,6 +68,15 @@ func (c *Config) secrets() []string {
 			out = append(out, provider.BasicForms(cred.id, cred.secret.Reveal())...)
 		}
 	}
+	// PostgreSQL's password, in the URL or beside it.
+	if u, err := url.Parse(c.DatabaseURL); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			out = append(out, pw)
+		}
+	}
+	if pw := os.Getenv("PGPASSWORD"); pw != "" {
+		out = append(out, pw)
+	}
 	// The ping and notification URLs carry their secrets in their paths,
 	// user info and queries.
 	if !c.PingURL.IsZero() {

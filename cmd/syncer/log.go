@@ -62,8 +62,19 @@ func redactAttr(secrets []string, dropTime bool) func([]string, slog.Attr) slog.
 		if secretKeys[strings.ToLower(a.Key)] {
 			return slog.String(a.Key, provider.Redacted)
 		}
-		if a.Value.Kind() == slog.KindString {
-			if s := a.Value.String(); len(secrets) > 0 {
+		if len(secrets) == 0 {
+			return a
+		}
+		switch a.Value.Kind() {
+		case slog.KindString:
+			s := a.Value.String()
+			if clean := provider.ScrubText(s, secrets...); clean != s {
+				return slog.String(a.Key, clean)
+			}
+		case slog.KindAny:
+			// An error logged as it is ("error", err) is text too.
+			if err, ok := a.Value.Any().(error); ok && err != nil {
+				s := err.Error()
 				if clean := provider.ScrubText(s, secrets...); clean != s {
 					return slog.String(a.Key, clean)
 				}

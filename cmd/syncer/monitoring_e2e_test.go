@@ -798,3 +798,37 @@ func TestHangingDeliveriesAreCutOff(t *testing.T) {
 		t.Fatalf("state = %q, want %q", got, want)
 	}
 }
+
+// The notify command learns what happened from its stdin, never syncer's
+// secrets from its environment: whatever it prints on failure reaches the
+// log, so neither the client secrets nor the database password may be there.
+func TestNotifyCommandGetsNoSecrets(t *testing.T) {
+	const pgCanary = "CANARY-pg-password-5d21"
+	w := newWorld(t, sandbox.Options{})
+	envFile := filepath.Join(t.TempDir(), "env")
+	w.env = []string{
+		"SYNCER_NOTIFY_COMMAND=env > " + envFile + "; env >&2; exit 3",
+		"SYNCER_DATABASE_URL=postgres://syncer:" + pgCanary + "@127.0.0.1:1/syncer",
+		"PGPASSWORD=" + pgCanary,
+	}
+	res := w.run("", "notify", "syncer-once.service")
+	b, err := os.ReadFile(envFile)
+	if err != nil {
+		t.Fatalf("the notify command did not run: %v\n%s", err, res)
+	}
+	env := string(b)
+	if !strings.Contains(env, "SYNCER_EVENT=unit_failed") {
+		t.Fatalf("the command's environment lacks SYNCER_EVENT:\n%s", env)
+	}
+	for _, secret := range append(w.secrets(), pgCanary) {
+		if strings.Contains(env, secret) {
+			t.Errorf("the notify command's environment holds a secret (%s...)", secret[:12])
+		}
+		if strings.Contains(res.stdout+res.stderr, secret) {
+			t.Errorf("syncer's output holds a secret (%s...):\n%s", secret[:12], res)
+		}
+	}
+	if strings.Contains(env, "SYNCER_DATABASE_URL") || strings.Contains(env, "CLIENT_SECRET") {
+		t.Errorf("the notify command's environment names syncer's secret variables:\n%s", env)
+	}
+}
