@@ -84,8 +84,14 @@ func (t *turn) toNetwork(ctx context.Context) error {
 
 // end gives back whatever slots the connection still holds.
 func (t *turn) end() {
-	if t.network {
+	switch {
+	case t.network:
 		t.giveNetworkBack()
+	case t.leaveHost != nil:
+		// Stepped aside and never came back (cancelled while waiting for
+		// a slot): it no longer counts against its host either.
+		t.leaveHost()
+		t.leaveHost = nil
 	}
 	if t.save {
 		<-t.slots.save

@@ -124,3 +124,27 @@ func TestAnErrorAnswerMetWhileStoringIsRetriedAfterARefresh(t *testing.T) {
 		t.Fatalf("stored cash %d, invested %d; want 1234, 500", cash, invested)
 	}
 }
+
+// A connection that stepped aside and was cancelled before it got a slot
+// back still leaves its host's count when its turn ends, and holds no slot.
+func TestASteppedAsideTurnLeavesItsHostWhenCancelled(t *testing.T) {
+	s := newSlots(1)
+	s.network <- struct{}{} // Run takes the slot before the turn starts
+	tr := s.turn()
+	left := 0
+	tr.leaveHost = func() { left++ }
+	ctx, cancel := context.WithCancel(context.Background())
+	resume := tr.stepAside(ctx)
+	s.network <- struct{}{} // another host's connection takes the freed slot
+	cancel()
+	if err := resume(); err == nil {
+		t.Fatal("resume took a slot another connection holds")
+	}
+	tr.end()
+	if left != 1 {
+		t.Fatalf("leaveHost called %d times, want 1: the host would count a connection that is gone", left)
+	}
+	if got := len(s.network); got != 1 {
+		t.Fatalf("network slots held = %d, want 1 (the other connection's)", got)
+	}
+}
