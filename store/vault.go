@@ -158,22 +158,33 @@ func (s *Store) Token(ctx context.Context, connID int64) (StoredToken, error) {
 	}, nil
 }
 
+// ErrExpiryNotMirrored is returned by SaveToken when the tokens are saved
+// durably in tokens.db but their expiry times could not be copied into
+// snapshots.db: the tokens are safe to use; status and the connections view
+// show the old expiry until the next save.
+var ErrExpiryNotMirrored = errors.New("tokens saved, but their expiry times were not copied to snapshots.db")
+
 // SaveToken stores a connection's tokens durably (tokens.db runs with
 // synchronous=FULL: once this returns, a power cut cannot lose them), then
 // mirrors their expiry times, never the tokens, into snapshots.db for status
-// and the connections view.
+// and the connections view. The vault does not depend on snapshots.db: a
+// rotated refresh token is saved even when the reporting file cannot be read
+// or written (the error then wraps ErrExpiryNotMirrored).
 func (s *Store) SaveToken(ctx context.Context, connID int64, tok secret.Token) error {
 	if tok.Refresh.IsZero() {
 		return errors.New("store: refusing to save a token set without a refresh token")
 	}
+	// The name is only a label in the vault; an existing row keeps its own
+	// when snapshots.db cannot say.
 	var name string
-	if err := s.snapshots.QueryRowContext(ctx, "SELECT name FROM connection WHERE id = ?", connID).Scan(&name); err != nil {
-		return fmt.Errorf("store: connection %d: %w", connID, err)
-	}
+	_ = s.snapshots.QueryRowContext(ctx, "SELECT name FROM connection WHERE id = ?", connID).Scan(&name)
 	if err := s.saveVault(ctx, connID, name, "", tok); err != nil {
 		return err
 	}
-	return s.mirrorExpiry(ctx, connID, tok)
+	if err := s.mirrorExpiry(ctx, connID, tok); err != nil {
+		return fmt.Errorf("%w: %w", ErrExpiryNotMirrored, err)
+	}
+	return nil
 }
 
 // saveVault stores a connection's tokens, issued by baseURL; "" keeps the
@@ -211,7 +222,7 @@ func (s *Store) saveVault(ctx context.Context, connID int64, name, baseURL strin
 		                   access_expires_at, refresh_expires_at, generation, updated_at, base_url)
 		VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)
 		ON CONFLICT (connection_id) DO UPDATE SET
-		    connection_name = excluded.connection_name,
+		    connection_name = coalesce(nullif(excluded.connection_name, ''), token.connection_name),
 		    refresh_token = excluded.refresh_token,
 		    access_token = excluded.access_token,
 		    access_expires_at = excluded.access_expires_at,

@@ -128,8 +128,13 @@ func (ts *tokenSource) refresh(ctx context.Context) error {
 	// Durable before use: if the provider rotated the refresh token, the
 	// old one is dead, and a crash now must not lose the new one.
 	if err := ts.store.SaveToken(context.WithoutCancel(ctx), ts.connID, fresh); err != nil {
-		ts.kept.keep(ts.connID, keptToken{tok: fresh, replaces: ts.tok.Refresh})
-		return fmt.Errorf("saving the refreshed token: %w (%w)", err, ErrTokenKept)
+		if !errors.Is(err, store.ErrExpiryNotMirrored) {
+			ts.kept.keep(ts.connID, keptToken{tok: fresh, replaces: ts.tok.Refresh})
+			return fmt.Errorf("saving the refreshed token: %w (%w)", err, ErrTokenKept)
+		}
+		// Durable in the vault: use it; only the reporting copy of its
+		// expiry is behind.
+		ts.log.Warn("refreshed token saved, but its expiry was not copied to the reports", "error", err.Error())
 	}
 	ts.tok = fresh
 	ts.log.Debug("token refreshed", "access_expires_at", fresh.AccessExpiresAt, "refresh_expires_at", fresh.RefreshExpiresAt)

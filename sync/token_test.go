@@ -133,3 +133,49 @@ func TestAKeptTokenNeverOverwritesAReconnect(t *testing.T) {
 		t.Fatalf("%d refreshes with a stale token: the kept one overwrote the re-connect", n)
 	}
 }
+
+// unmirroredTokenStore saves tokens durably but fails to copy their expiry
+// into snapshots.db, as a broken reporting file would.
+type unmirroredTokenStore struct{ *store.Store }
+
+func (u unmirroredTokenStore) SaveToken(ctx context.Context, connID int64, tok provider.Token) error {
+	if err := u.Store.SaveToken(ctx, connID, tok); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: snapshots.db: disk I/O error", store.ErrExpiryNotMirrored)
+}
+
+// A rotated token that is durable in the vault is used, and the connection
+// synced, even when its expiry could not be copied to the reports: it is
+// neither kept in memory as unsaved nor reported as a failure.
+func TestARotatedTokenSavedWithoutItsExpiryMirrorIsUsed(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, err := st.Connect(ctx, "eg", estateguru.Name, "https://estateguru.invalid", provider.Token{Refresh: "refresh-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eg := &rotatingEstateGuru{valid: "refresh-0"}
+	logs := &logBuffer{}
+	s := newTestSyncer(unmirroredTokenStore{st}, eg, logs)
+	for run := 1; run <= 2; run++ {
+		sum, err := s.Run(ctx, TriggerOnce, nil)
+		if err != nil || sum.OK != 1 {
+			t.Fatalf("run %d: %+v, %v; want the connection synced\n%s", run, sum, err, logs)
+		}
+	}
+	if n := eg.refused.Load(); n != 0 {
+		t.Fatalf("the provider refused %d refresh tokens: a dead one was sent", n)
+	}
+	stored, err := st.Token(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stored.Token.Refresh.Reveal(); got != "refresh-2" {
+		t.Fatalf("stored refresh token = %q, want refresh-2", got)
+	}
+}
