@@ -24,6 +24,7 @@ import (
 	"time"
 
 	syncer "github.com/syncerhq/syncer"
+	"github.com/syncerhq/syncer/store/seal"
 
 	"modernc.org/sqlite" // pure Go, no cgo
 )
@@ -45,7 +46,7 @@ type Store struct {
 	dir       string
 	snapshots *database
 	tokens    *database
-	cipher    *tokenCipher // nil: tokens stored as plain text in the 0600 vault
+	cipher    *seal.Cipher // nil: tokens stored as plain text in the 0600 vault
 
 	// Now is the clock; tests replace it.
 	Now func() time.Time

@@ -140,10 +140,10 @@ func (s *Store) Token(ctx context.Context, connID int64) (StoredToken, error) {
 		return StoredToken{}, fileError(filepath.Join(s.dir, TokensFile), "read tokens from", err)
 	}
 	access = accessNull.String
-	if refresh, err = s.cipher.open(connID, "refresh_token", baseURL, refresh); err != nil {
+	if refresh, err = openToken(s.cipher, connID, "refresh_token", baseURL, refresh); err != nil {
 		return StoredToken{}, err
 	}
-	if access, err = s.cipher.open(connID, "access_token", baseURL, access); err != nil {
+	if access, err = openToken(s.cipher, connID, "access_token", baseURL, access); err != nil {
 		return StoredToken{}, err
 	}
 	return StoredToken{
@@ -205,13 +205,13 @@ func (s *Store) saveVault(ctx context.Context, connID int64, name, baseURL strin
 			return fileError(path, "save tokens to", err)
 		}
 	}
-	refresh, err := s.cipher.seal(connID, "refresh_token", baseURL, tok.Refresh.Reveal())
+	refresh, err := s.cipher.Seal(connID, "refresh_token", baseURL, tok.Refresh.Reveal())
 	if err != nil {
 		return err
 	}
 	var access any
 	if !tok.Access.IsZero() {
-		a, err := s.cipher.seal(connID, "access_token", baseURL, tok.Access.Reveal())
+		a, err := s.cipher.Seal(connID, "access_token", baseURL, tok.Access.Reveal())
 		if err != nil {
 			return err
 		}
@@ -281,36 +281,24 @@ func (tokenKeyError) Error() string { return "" }
 // Is makes every token key error an ErrTokenKey.
 func (tokenKeyError) Is(target error) bool { return target == ErrTokenKey }
 
-// tokenCipher is package seal's cipher (the one format of both stores) with
-// this store's words for its errors. A nil *tokenCipher stores plain text
-// (the vault file is still 0600).
-type tokenCipher struct{ c *seal.Cipher }
+// Tokens are sealed by package seal (the one format of both stores); a nil
+// *seal.Cipher stores plain text (the vault file is still 0600).
 
 // keyCheckPlain is sealed into vault_meta so a wrong key is caught at open,
 // before any token is read or, worse, overwritten.
 const keyCheckPlain = seal.KeyCheck
 
-func newTokenCipher(key []byte) (*tokenCipher, error) {
+func newTokenCipher(key []byte) (*seal.Cipher, error) {
 	c, err := seal.New(key)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	return &tokenCipher{c: c}, nil
+	return c, nil
 }
 
-func (t *tokenCipher) cipher() *seal.Cipher {
-	if t == nil {
-		return nil
-	}
-	return t.c
-}
-
-func (t *tokenCipher) seal(connID int64, column, baseURL, plain string) (string, error) {
-	return t.cipher().Seal(connID, column, baseURL, plain)
-}
-
-func (t *tokenCipher) open(connID int64, column, baseURL, stored string) (string, error) {
-	plain, err := t.cipher().Open(connID, column, baseURL, stored)
+// openToken opens a stored value, in this store's words for its errors.
+func openToken(c *seal.Cipher, connID int64, column, baseURL, stored string) (string, error) {
+	plain, err := c.Open(connID, column, baseURL, stored)
 	switch {
 	case err == nil:
 		return plain, nil
@@ -344,7 +332,7 @@ func (s *Store) setTokenKey(ctx context.Context, key []byte) error {
 		return err
 	}
 	if check.Valid {
-		if _, err := c.open(0, "key_check", "", check.String); err != nil {
+		if _, err := openToken(c, 0, "key_check", "", check.String); err != nil {
 			return wrongKey(path)
 		}
 		s.cipher = c
@@ -362,7 +350,7 @@ func (s *Store) setTokenKey(ctx context.Context, key []byte) error {
 	err = tx.QueryRowContext(ctx, "SELECT value FROM vault_meta WHERE key = 'key_check'").Scan(&check)
 	switch {
 	case err == nil:
-		if _, err := c.open(0, "key_check", "", check.String); err != nil {
+		if _, err := openToken(c, 0, "key_check", "", check.String); err != nil {
 			return wrongKey(path)
 		}
 		s.cipher = c
@@ -389,12 +377,12 @@ func wrongKey(path string) error {
 }
 
 // setKeyCheck stores the key check value for c, or removes it (c nil).
-func setKeyCheck(ctx context.Context, tx *writeTx, c *tokenCipher) error {
+func setKeyCheck(ctx context.Context, tx *writeTx, c *seal.Cipher) error {
 	if c == nil {
 		_, err := tx.ExecContext(ctx, "DELETE FROM vault_meta WHERE key = 'key_check'")
 		return err
 	}
-	sealed, err := c.seal(0, "key_check", "", keyCheckPlain)
+	sealed, err := c.Seal(0, "key_check", "", keyCheckPlain)
 	if err != nil {
 		return err
 	}
@@ -428,7 +416,7 @@ func (s *Store) upgradeSealed(ctx context.Context) error {
 
 // reseal opens every stored token with from and seals it again with to
 // (nil: plain text), inside tx.
-func reseal(ctx context.Context, tx *writeTx, from, to *tokenCipher) error {
+func reseal(ctx context.Context, tx *writeTx, from, to *seal.Cipher) error {
 	rows, err := tx.QueryContext(ctx, "SELECT connection_id, refresh_token, coalesce(access_token, ''), base_url FROM token")
 	if err != nil {
 		return err
@@ -451,18 +439,18 @@ func reseal(ctx context.Context, tx *writeTx, from, to *tokenCipher) error {
 		return err
 	}
 	for _, r := range all {
-		refresh, err := from.open(r.id, "refresh_token", r.baseURL, r.refresh)
+		refresh, err := openToken(from, r.id, "refresh_token", r.baseURL, r.refresh)
 		if err != nil {
 			return err
 		}
-		access, err := from.open(r.id, "access_token", r.baseURL, r.access)
+		access, err := openToken(from, r.id, "access_token", r.baseURL, r.access)
 		if err != nil {
 			return err
 		}
-		if refresh, err = to.seal(r.id, "refresh_token", r.baseURL, refresh); err != nil {
+		if refresh, err = to.Seal(r.id, "refresh_token", r.baseURL, refresh); err != nil {
 			return err
 		}
-		if access, err = to.seal(r.id, "access_token", r.baseURL, access); err != nil {
+		if access, err = to.Seal(r.id, "access_token", r.baseURL, access); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, "UPDATE token SET refresh_token = ?, access_token = nullif(?, '') WHERE connection_id = ?", refresh, access, r.id); err != nil {
@@ -483,7 +471,7 @@ func (s *Store) checkKeyUnchanged(ctx context.Context, tx *writeTx) error {
 	}
 	ok := !check.Valid && s.cipher == nil
 	if check.Valid && s.cipher != nil {
-		_, err := s.cipher.open(0, "key_check", "", check.String)
+		_, err := openToken(s.cipher, 0, "key_check", "", check.String)
 		ok = err == nil
 	}
 	if !ok {
@@ -500,7 +488,7 @@ func (s *Store) checkKeyUnchanged(ctx context.Context, tx *writeTx) error {
 // save tokens from then on; restart them with the new key.
 func (s *Store) Rekey(ctx context.Context, newKey []byte) (int, error) {
 	path := filepath.Join(s.dir, TokensFile)
-	var to *tokenCipher
+	var to *seal.Cipher
 	if newKey != nil {
 		c, err := newTokenCipher(newKey)
 		if err != nil {

@@ -36,6 +36,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/syncerhq/syncer/store"
+	"github.com/syncerhq/syncer/store/seal"
 )
 
 //go:embed migrations/*.sql
@@ -68,7 +69,7 @@ type Options struct {
 // Store is an open PostgreSQL store.
 type Store struct {
 	pool     *pgxpool.Pool
-	cipher   *tokenCipher
+	cipher   *seal.Cipher
 	instance string
 	lease    time.Duration
 

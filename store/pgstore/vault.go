@@ -37,13 +37,13 @@ func (s *Store) Token(ctx context.Context, connID int64) (store.StoredToken, err
 	if err != nil {
 		return store.StoredToken{}, dbError("read tokens", err, "")
 	}
-	refresh, err = s.cipher.open(connID, "refresh_token", baseURL, refresh)
+	refresh, err = openToken(s.cipher, connID, "refresh_token", baseURL, refresh)
 	if err != nil {
 		return store.StoredToken{}, err
 	}
 	var accessPlain string
 	if access != nil {
-		if accessPlain, err = s.cipher.open(connID, "access_token", baseURL, *access); err != nil {
+		if accessPlain, err = openToken(s.cipher, connID, "access_token", baseURL, *access); err != nil {
 			return store.StoredToken{}, err
 		}
 	}
@@ -120,13 +120,13 @@ func (s *Store) writeToken(ctx context.Context, tx pgx.Tx, connID int64, baseURL
 			return 0, dbError("save tokens", err, "")
 		}
 	}
-	refresh, err := s.cipher.seal(connID, "refresh_token", baseURL, tok.Refresh.Reveal())
+	refresh, err := s.cipher.Seal(connID, "refresh_token", baseURL, tok.Refresh.Reveal())
 	if err != nil {
 		return 0, err
 	}
 	var access *string
 	if !tok.Access.IsZero() {
-		a, err := s.cipher.seal(connID, "access_token", baseURL, tok.Access.Reveal())
+		a, err := s.cipher.Seal(connID, "access_token", baseURL, tok.Access.Reveal())
 		if err != nil {
 			return 0, err
 		}
@@ -195,34 +195,22 @@ func (s *Store) CheckWritable(ctx context.Context) error {
 	return nil
 }
 
-// tokenCipher is package seal's cipher (the format of package store too, so
-// `syncer copy` moves sealed values as they are) with this store's words for
-// its errors. A nil *tokenCipher stores plain text.
-type tokenCipher struct{ c *seal.Cipher }
-
+// Tokens are sealed by package seal (the format of package store too, so
+// `syncer copy` moves sealed values as they are); a nil *seal.Cipher stores
+// plain text.
 const keyCheckPlain = seal.KeyCheck
 
-func newTokenCipher(key []byte) (*tokenCipher, error) {
+func newTokenCipher(key []byte) (*seal.Cipher, error) {
 	c, err := seal.New(key)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
-	return &tokenCipher{c: c}, nil
+	return c, nil
 }
 
-func (t *tokenCipher) cipher() *seal.Cipher {
-	if t == nil {
-		return nil
-	}
-	return t.c
-}
-
-func (t *tokenCipher) seal(connID int64, column, baseURL, plain string) (string, error) {
-	return t.cipher().Seal(connID, column, baseURL, plain)
-}
-
-func (t *tokenCipher) open(connID int64, column, baseURL, stored string) (string, error) {
-	plain, err := t.cipher().Open(connID, column, baseURL, stored)
+// openToken opens a stored value, in this store's words for its errors.
+func openToken(c *seal.Cipher, connID int64, column, baseURL, stored string) (string, error) {
+	plain, err := c.Open(connID, column, baseURL, stored)
 	switch {
 	case err == nil:
 		return plain, nil
@@ -264,7 +252,7 @@ func (s *Store) checkKey(ctx context.Context) error {
 		if s.cipher == nil {
 			return configError(KeyMissing, "the database's tokens are sealed with a key, and this instance has none")
 		}
-		if _, err := s.cipher.open(0, "key_check", "", *check); err != nil {
+		if _, err := openToken(s.cipher, 0, "key_check", "", *check); err != nil {
 			return configError(WrongKey, "the token key is not the key the database's tokens were sealed with")
 		}
 		// Values sealed before the base URL was in their additional data
@@ -284,7 +272,7 @@ func (s *Store) checkKey(ctx context.Context) error {
 	}
 	value := "plaintext"
 	if s.cipher != nil {
-		if value, err = s.cipher.seal(0, "key_check", "", keyCheckPlain); err != nil {
+		if value, err = s.cipher.Seal(0, "key_check", "", keyCheckPlain); err != nil {
 			return err
 		}
 	}
@@ -310,7 +298,7 @@ func (s *Store) checkKeyUnchanged(ctx context.Context, tx pgx.Tx) error {
 	case check != nil && *check == "plaintext":
 		ok = s.cipher == nil
 	case check != nil && s.cipher != nil:
-		_, err := s.cipher.open(0, "key_check", "", *check)
+		_, err := openToken(s.cipher, 0, "key_check", "", *check)
 		ok = err == nil
 	}
 	if !ok {
@@ -323,7 +311,7 @@ func (s *Store) checkKeyUnchanged(ctx context.Context, tx pgx.Tx) error {
 // plain text), inside tx. onlyV1 limits it to values sealed as gcm1. The
 // generation is kept: the tokens are the same, and a compare-and-swap
 // save of another instance still succeeds (its row lock waits for tx).
-func reseal(ctx context.Context, tx pgx.Tx, from, to *tokenCipher, onlyV1 bool) error {
+func reseal(ctx context.Context, tx pgx.Tx, from, to *seal.Cipher, onlyV1 bool) error {
 	q := "SELECT connection_id, refresh_token, coalesce(access_token, ''), base_url FROM vault.token"
 	if onlyV1 {
 		q += " WHERE refresh_token LIKE 'gcm1:%' OR access_token LIKE 'gcm1:%'"
@@ -350,18 +338,18 @@ func reseal(ctx context.Context, tx pgx.Tx, from, to *tokenCipher, onlyV1 bool) 
 		return dbError("re-seal tokens", err, "")
 	}
 	for _, r := range all {
-		refresh, err := from.open(r.id, "refresh_token", r.baseURL, r.refresh)
+		refresh, err := openToken(from, r.id, "refresh_token", r.baseURL, r.refresh)
 		if err != nil {
 			return err
 		}
-		access, err := from.open(r.id, "access_token", r.baseURL, r.access)
+		access, err := openToken(from, r.id, "access_token", r.baseURL, r.access)
 		if err != nil {
 			return err
 		}
-		if refresh, err = to.seal(r.id, "refresh_token", r.baseURL, refresh); err != nil {
+		if refresh, err = to.Seal(r.id, "refresh_token", r.baseURL, refresh); err != nil {
 			return err
 		}
-		if access, err = to.seal(r.id, "access_token", r.baseURL, access); err != nil {
+		if access, err = to.Seal(r.id, "access_token", r.baseURL, access); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, "UPDATE vault.token SET refresh_token = $1, access_token = nullif($2, '') WHERE connection_id = $3",
@@ -381,7 +369,7 @@ func reseal(ctx context.Context, tx pgx.Tx, from, to *tokenCipher, onlyV1 bool) 
 // (their syncs fail, the refreshed token kept in memory) until restarted
 // with the new key.
 func (s *Store) Rekey(ctx context.Context, newKey []byte) (int, error) {
-	var to *tokenCipher
+	var to *seal.Cipher
 	if newKey != nil {
 		c, err := newTokenCipher(newKey)
 		if err != nil {
@@ -412,7 +400,7 @@ func (s *Store) Rekey(ctx context.Context, newKey []byte) (int, error) {
 	}
 	value := "plaintext"
 	if to != nil {
-		if value, err = to.seal(0, "key_check", "", keyCheckPlain); err != nil {
+		if value, err = to.Seal(0, "key_check", "", keyCheckPlain); err != nil {
 			return 0, err
 		}
 	}
