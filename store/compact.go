@@ -79,13 +79,13 @@ func (s *Store) compactHistory(ctx context.Context, log *slog.Logger) error {
 			// The snapshot after it is looked up again inside the
 			// transaction: another process may have written one since.
 			var prev, next snapshotRef
-			prev, next, err = neighbours(ctx, tx.Tx, w.connID, w.at)
+			prev, next, err = neighbours(ctx, s.snapshots.prepare(tx.Tx), w.connID, w.at)
 			if err == nil && next.at != "" {
-				err = compact(ctx, tx.Tx, w.connID, w.at, next.at)
+				err = compact(ctx, s.snapshots.prepare(tx.Tx), w.connID, w.at, next.at)
 			}
 			if err == nil {
 				// Oldest first: the snapshot before is in pieces already.
-				err = chunkSnapshot(ctx, tx.Tx, w.connID, w.at, prev.at)
+				err = chunkSnapshot(ctx, s.snapshots.prepare(tx.Tx), w.connID, w.at, prev.at)
 			}
 			if err != nil {
 				tx.Rollback()

@@ -31,13 +31,13 @@ type snapshotRef struct {
 
 // neighbours returns the connection's snapshots just before and just after
 // at (an empty at: none).
-func neighbours(ctx context.Context, tx *sql.Tx, connID int64, at string) (prev, next snapshotRef, err error) {
-	err = tx.QueryRowContext(ctx, `SELECT snapshot_at, investments FROM estateguru_snapshot
+func neighbours(ctx context.Context, tx preparedTx, connID int64, at string) (prev, next snapshotRef, err error) {
+	err = tx.queryRow(ctx, `SELECT snapshot_at, investments FROM estateguru_snapshot
 		WHERE connection_id = ? AND snapshot_at < ? ORDER BY snapshot_at DESC LIMIT 1`, connID, at).Scan(&prev.at, &prev.investments)
 	if err != nil && err != sql.ErrNoRows {
 		return prev, next, err
 	}
-	err = tx.QueryRowContext(ctx, `SELECT snapshot_at, investments FROM estateguru_snapshot
+	err = tx.queryRow(ctx, `SELECT snapshot_at, investments FROM estateguru_snapshot
 		WHERE connection_id = ? AND snapshot_at > ? ORDER BY snapshot_at LIMIT 1`, connID, at).Scan(&next.at, &next.investments)
 	if err == sql.ErrNoRows {
 		err = nil
@@ -51,8 +51,8 @@ const investmentColumns = `position, loan_id, name, quantity, investment_amount_
 // compact deletes from the snapshot at older the rows that the snapshot at
 // newer (the next one of the connection) holds unchanged at the same
 // position: older then reads them from newer.
-func compact(ctx context.Context, tx *sql.Tx, connID int64, older, newer string) error {
-	_, err := tx.ExecContext(ctx, `DELETE FROM estateguru_investment
+func compact(ctx context.Context, tx preparedTx, connID int64, older, newer string) error {
+	_, err := tx.exec(ctx, `DELETE FROM estateguru_investment
 		WHERE connection_id = ?1 AND snapshot_at = ?2 AND position IN (
 		    SELECT o.position FROM estateguru_investment o CROSS JOIN estateguru_investment n
 		    WHERE o.connection_id = ?1 AND o.snapshot_at = ?2
@@ -70,8 +70,8 @@ func compact(ctx context.Context, tx *sql.Tx, connID int64, older, newer string)
 
 // materialize gives the snapshot s a row of its own at every position it
 // was reading from a later snapshot.
-func materialize(ctx context.Context, tx *sql.Tx, connID int64, s snapshotRef) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO estateguru_investment (connection_id, snapshot_at, `+investmentColumns+`)
+func materialize(ctx context.Context, tx preparedTx, connID int64, s snapshotRef) error {
+	_, err := tx.exec(ctx, `INSERT INTO estateguru_investment (connection_id, snapshot_at, `+investmentColumns+`)
 		SELECT i.connection_id, ?2, i.position, i.loan_id, i.name, i.quantity, i.investment_amount_cents,
 		       i.market_value_cents, i.principal_left_cents, i.profit_cents, i.realized_income_cents,
 		       i.change_cents, i.resource_path
@@ -127,12 +127,12 @@ func chunkRaw(raw []byte) [][]byte {
 // whole table, keeps a write from doing a query per piece: an answer of
 // 100,000 investments is 100,000 pieces. A piece that comes back after a
 // period without it is stored again.
-func storeRaw(ctx context.Context, tx *sql.Tx, raw []byte, known map[[32]byte]int64) (text any, chunks any, err error) {
+func storeRaw(ctx context.Context, tx preparedTx, raw []byte, known map[[32]byte]int64) (text any, chunks any, err error) {
 	if len(raw) < rawChunkMin {
 		return rawText(raw), nil, nil
 	}
 	var next int64
-	if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(id), 0) + 1 FROM estateguru_raw_chunk").Scan(&next); err != nil {
+	if err := tx.queryRow(ctx, "SELECT coalesce(max(id), 0) + 1 FROM estateguru_raw_chunk").Scan(&next); err != nil {
 		return nil, nil, err
 	}
 	// New pieces go in with refs 1 (this snapshot), shared ones get one
@@ -141,14 +141,14 @@ func storeRaw(ctx context.Context, tx *sql.Tx, raw []byte, known map[[32]byte]in
 	seen := map[int64]bool{} // a piece twice in one answer counts once
 	flush := func() error {
 		if len(batch) > 0 {
-			if _, err := tx.ExecContext(ctx, "INSERT INTO estateguru_raw_chunk (id, refs, data) VALUES "+
+			if _, err := tx.exec(ctx, "INSERT INTO estateguru_raw_chunk (id, refs, data) VALUES "+
 				repeatJoin("(?, 1, CAST(? AS TEXT))", len(batch)/2), batch...); err != nil {
 				return err
 			}
 			batch = batch[:0]
 		}
 		if len(shared) > 0 {
-			if _, err := tx.ExecContext(ctx, "UPDATE estateguru_raw_chunk SET refs = refs + 1 WHERE id IN ("+
+			if _, err := tx.exec(ctx, "UPDATE estateguru_raw_chunk SET refs = refs + 1 WHERE id IN ("+
 				repeatJoin("?", len(shared))+")", shared...); err != nil {
 				return err
 			}
@@ -168,7 +168,7 @@ func storeRaw(ctx context.Context, tx *sql.Tx, raw []byte, known map[[32]byte]in
 			seen[id] = true
 			shared = append(shared, id)
 		}
-		if len(batch) >= 2*investmentBatch || len(shared) >= 500 {
+		if len(batch) >= 2*investmentBatch || len(shared) >= 2*investmentBatch {
 			if err := flush(); err != nil {
 				return nil, nil, err
 			}
@@ -189,8 +189,8 @@ func storeRaw(ctx context.Context, tx *sql.Tx, raw []byte, known map[[32]byte]in
 // snapshot at at that it reads (its positions without a row of its own),
 // so the rows at at may go. The estateguru_snapshot_detach trigger does
 // the same when a snapshot row is deleted.
-func detach(ctx context.Context, tx *sql.Tx, connID int64, at string) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO estateguru_investment (connection_id, snapshot_at, `+investmentColumns+`)
+func detach(ctx context.Context, tx preparedTx, connID int64, at string) error {
+	_, err := tx.exec(ctx, `INSERT INTO estateguru_investment (connection_id, snapshot_at, `+investmentColumns+`)
 		SELECT t.connection_id, p.snapshot_at, t.position, t.loan_id, t.name, t.quantity, t.investment_amount_cents,
 		       t.market_value_cents, t.principal_left_cents, t.profit_cents, t.realized_income_cents,
 		       t.change_cents, t.resource_path
@@ -206,9 +206,9 @@ func detach(ctx context.Context, tx *sql.Tx, connID int64, at string) error {
 
 // chunkSnapshot puts the raw answer of the snapshot at at into pieces, if it
 // is whole and big enough, sharing those of the snapshot at from.
-func chunkSnapshot(ctx context.Context, tx *sql.Tx, connID int64, at, from string) error {
+func chunkSnapshot(ctx context.Context, tx preparedTx, connID int64, at, from string) error {
 	var raw []byte
-	err := tx.QueryRowContext(ctx, `SELECT CAST(raw AS BLOB) FROM estateguru_snapshot
+	err := tx.queryRow(ctx, `SELECT CAST(raw AS BLOB) FROM estateguru_snapshot
 		WHERE connection_id = ? AND snapshot_at = ? AND raw_chunks IS NULL AND length(CAST(raw AS BLOB)) >= ?`,
 		connID, at, rawChunkMin).Scan(&raw)
 	if err == sql.ErrNoRows {
@@ -225,19 +225,19 @@ func chunkSnapshot(ctx context.Context, tx *sql.Tx, connID int64, at, from strin
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, "UPDATE estateguru_snapshot SET raw = ?, raw_chunks = ? WHERE connection_id = ? AND snapshot_at = ?",
+	_, err = tx.exec(ctx, "UPDATE estateguru_snapshot SET raw = ?, raw_chunks = ? WHERE connection_id = ? AND snapshot_at = ?",
 		text, chunks, connID, at)
 	return err
 }
 
 // knownPieces returns the pieces of the connection's snapshot at at (none:
 // an empty map) by their SHA-256, for storeRaw.
-func knownPieces(ctx context.Context, tx *sql.Tx, connID int64, at string) (map[[32]byte]int64, error) {
+func knownPieces(ctx context.Context, tx preparedTx, connID int64, at string) (map[[32]byte]int64, error) {
 	known := map[[32]byte]int64{}
 	if at == "" {
 		return known, nil
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT ch.id, CAST(ch.data AS BLOB) FROM estateguru_snapshot s
+	rows, err := tx.query(ctx, `SELECT ch.id, CAST(ch.data AS BLOB) FROM estateguru_snapshot s
 		CROSS JOIN json_each(s.raw_chunks) j CROSS JOIN estateguru_raw_chunk ch
 		WHERE s.connection_id = ? AND s.snapshot_at = ? AND ch.id = j.value`, connID, at)
 	if err != nil {

@@ -68,12 +68,13 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 	if err != nil {
 		return err
 	}
-	err = s.writeSnapshot(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
+	err = s.writeSnapshot(ctx, func(ctx context.Context, _ *sql.Conn, sqlTx *sql.Tx) error {
+		tx := s.snapshots.prepare(sqlTx)
 		at := period.UTC().Format(TimeFormat)
-		if _, err := tx.ExecContext(ctx, "DELETE FROM everreal_snapshot WHERE connection_id = ? AND snapshot_at = ?", connID, at); err != nil {
+		if _, err := tx.exec(ctx, "DELETE FROM everreal_snapshot WHERE connection_id = ? AND snapshot_at = ?", connID, at); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `
+		_, err := tx.exec(ctx, `
 			INSERT INTO everreal_snapshot (connection_id, snapshot_at, fetched_at, user_id, email,
 			    first_name, last_name, is_active, is_tenant, terms_accepted, language, company_id,
 			    company_name, partner_id, partner_name, partner_subdomain, scopes, raw)
@@ -85,14 +86,10 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 		if err != nil {
 			return err
 		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO everreal_company
-			(connection_id, snapshot_at, position, company_id, name, is_default) VALUES (?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
 		for i, c := range snap.Companies {
-			if _, err := stmt.ExecContext(ctx, connID, at, i, c.ID, nullable(c.Name), c.IsDefault); err != nil {
+			if _, err := tx.exec(ctx, `INSERT INTO everreal_company
+				(connection_id, snapshot_at, position, company_id, name, is_default) VALUES (?, ?, ?, ?, ?, ?)`,
+				connID, at, i, c.ID, nullable(c.Name), c.IsDefault); err != nil {
 				return err
 			}
 		}
@@ -108,20 +105,20 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 // starting at period, its investments and totals, and records the success on
 // the connection, in one transaction.
 //
-// The investments go in first, summed as they are written, and their
-// snapshot row (totals and raw answer) last, so the sequence is read only
-// once. The rows' foreign key on that snapshot is checked at the commit
-// (defer_foreign_keys) instead of at each row.
+// The snapshot row goes in first (the rows' foreign key needs it), then the
+// investments, summed as they are written, so the sequence is read only
+// once, then the row's totals and raw answer.
 //
 // Then the history is kept to what changed (schema 5, history.go): the
 // snapshot before this one loses the rows this one repeats, and the raw
 // answer is stored in pieces shared with that snapshot.
 func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetchedAt time.Time, snap EstateGuruSnapshot) error {
 	var written int64
-	err := s.writeSnapshot(ctx, func(conn *sql.Conn, tx *sql.Tx) error {
+	err := s.writeSnapshot(ctx, func(ctx context.Context, conn *sql.Conn, sqlTx *sql.Tx) error {
+		tx := s.snapshots.prepare(sqlTx)
 		at := period.UTC().Format(TimeFormat)
 		var replacing bool
-		if err := tx.QueryRowContext(ctx, "SELECT count(*) > 0 FROM estateguru_snapshot WHERE connection_id = ? AND snapshot_at = ?",
+		if err := tx.queryRow(ctx, "SELECT count(*) > 0 FROM estateguru_snapshot WHERE connection_id = ? AND snapshot_at = ?",
 			connID, at).Scan(&replacing); err != nil {
 			return err
 		}
@@ -132,17 +129,27 @@ func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetche
 			if err := detach(ctx, tx, connID, at); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, "DELETE FROM estateguru_investment WHERE connection_id = ? AND snapshot_at = ?", connID, at); err != nil {
+			if _, err := tx.exec(ctx, "DELETE FROM estateguru_investment WHERE connection_id = ? AND snapshot_at = ?", connID, at); err != nil {
 				return err
 			}
-		}
-		// Switched off again by SQLite at the commit or rollback.
-		if _, err := tx.ExecContext(ctx, "PRAGMA defer_foreign_keys = ON"); err != nil {
-			return err
 		}
 		prev, next, err := neighbours(ctx, tx, connID, at)
 		if err != nil {
 			return err
+		}
+		if !replacing {
+			// The snapshot row goes in first, for the rows' foreign key
+			// on it; its totals and raw answer are set below, once the
+			// rows are written. (PRAGMA defer_foreign_keys, the other way,
+			// makes SQLite throw away every statement it has prepared on
+			// the connection, and parse them all again.)
+			if _, err := tx.exec(ctx, `
+				INSERT INTO estateguru_snapshot (connection_id, snapshot_at, fetched_at, cash_cents,
+				    investments, investment_amount_cents, market_value_cents, principal_left_cents,
+				    profit_cents, realized_income_cents, raw)
+				VALUES (?, ?, ?, 0, 0, 0, 0, 0, 0, 0, '')`, connID, at, fetchedAt.UTC().Format(TimeFormat)); err != nil {
+				return err
+			}
 		}
 		if prev.at != "" && next.at != "" {
 			// A period older than the newest (the clock went back): the
@@ -152,7 +159,7 @@ func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetche
 				return err
 			}
 		}
-		sum, count, err := insertInvestments(ctx, conn, connID, at, snap.Investments)
+		sum, count, err := insertInvestments(ctx, conn, tx, connID, at, snap.Investments)
 		if err != nil {
 			return err
 		}
@@ -172,25 +179,14 @@ func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetche
 		if err != nil {
 			return err
 		}
-		if replacing {
-			_, err = tx.ExecContext(ctx, `
-				UPDATE estateguru_snapshot SET fetched_at = ?, currency = ?, cash_cents = ?, investments = ?,
-				    investment_amount_cents = ?, market_value_cents = ?, principal_left_cents = ?,
-				    profit_cents = ?, realized_income_cents = ?, raw = CAST(? AS TEXT), raw_chunks = ?
-				WHERE connection_id = ? AND snapshot_at = ?`,
-				fetchedAt.UTC().Format(TimeFormat), nullable(snap.Currency), snap.CashCents,
-				count, sum.InvestmentAmountCents, sum.MarketValueCents, sum.PrincipalLeftCents,
-				sum.ProfitCents, sum.RealizedIncomeCents, raw, chunks, connID, at)
-		} else {
-			_, err = tx.ExecContext(ctx, `
-				INSERT INTO estateguru_snapshot (connection_id, snapshot_at, fetched_at, currency, cash_cents,
-				    investments, investment_amount_cents, market_value_cents, principal_left_cents,
-				    profit_cents, realized_income_cents, raw, raw_chunks)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), ?)`,
-				connID, at, fetchedAt.UTC().Format(TimeFormat), nullable(snap.Currency), snap.CashCents,
-				count, sum.InvestmentAmountCents, sum.MarketValueCents, sum.PrincipalLeftCents,
-				sum.ProfitCents, sum.RealizedIncomeCents, raw, chunks)
-		}
+		_, err = tx.exec(ctx, `
+			UPDATE estateguru_snapshot SET fetched_at = ?, currency = ?, cash_cents = ?, investments = ?,
+			    investment_amount_cents = ?, market_value_cents = ?, principal_left_cents = ?,
+			    profit_cents = ?, realized_income_cents = ?, raw = CAST(? AS TEXT), raw_chunks = ?
+			WHERE connection_id = ? AND snapshot_at = ?`,
+			fetchedAt.UTC().Format(TimeFormat), nullable(snap.Currency), snap.CashCents,
+			count, sum.InvestmentAmountCents, sum.MarketValueCents, sum.PrincipalLeftCents,
+			sum.ProfitCents, sum.RealizedIncomeCents, raw, chunks, connID, at)
 		if err != nil {
 			return err
 		}
@@ -247,11 +243,16 @@ const investmentBatch = 64
 // 13 values a row, 1.3 million for a portfolio of 100,000 investments, which
 // was most of the garbage (and so of the peak memory) of a large run. The
 // connection id and period are bound once per batch (?1, ?2), not per row.
+// The last, partial batch goes through tx's statements prepared once
+// (database.prepared): a portfolio of 50 investments is only that batch,
+// and parsing an INSERT of 50 rows at every save was dear.
 // It returns the rows' sums (in the money fields) and their count.
-func insertInvestments(ctx context.Context, conn *sql.Conn, connID int64, at string, invs iter.Seq2[Investment, error]) (sum Investment, count int64, err error) {
+func insertInvestments(ctx context.Context, conn *sql.Conn, tx preparedTx, connID int64, at string, invs iter.Seq2[Investment, error]) (sum Investment, count int64, err error) {
 	if invs == nil {
 		return sum, 0, nil
 	}
+	args := make([]driver.NamedValue, 0, 2+investmentBatch*11)
+	rows := 0
 	err = conn.Raw(func(dc any) error {
 		prep, ok := dc.(driver.ConnPrepareContext)
 		if !ok {
@@ -263,33 +264,6 @@ func insertInvestments(ctx context.Context, conn *sql.Conn, connID int64, at str
 				full.Close()
 			}
 		}()
-		args := make([]driver.NamedValue, 0, 2+investmentBatch*11)
-		rows := 0
-		flush := func() error {
-			if rows == 0 {
-				return nil
-			}
-			stmt := full
-			if rows < investmentBatch || full == nil {
-				st, err := prep.PrepareContext(ctx, investmentInsert(rows))
-				if err != nil {
-					return err
-				}
-				if rows == investmentBatch {
-					full = st
-				} else {
-					defer st.Close()
-				}
-				stmt = st
-			}
-			ex, ok := stmt.(driver.StmtExecContext)
-			if !ok {
-				return fmt.Errorf("store: the sqlite driver's statements (%T) cannot run with a context", stmt)
-			}
-			_, err := ex.ExecContext(ctx, args)
-			rows = 0
-			return err
-		}
 		for inv, err := range invs {
 			if err != nil {
 				return sequenceError{err}
@@ -309,14 +283,33 @@ func insertInvestments(ctx context.Context, conn *sql.Conn, connID int64, at str
 			}
 			rows++
 			count++
-			if rows == investmentBatch {
-				if err := flush(); err != nil {
+			if rows < investmentBatch {
+				continue
+			}
+			if full == nil {
+				if full, err = prep.PrepareContext(ctx, investmentInsert(investmentBatch)); err != nil {
 					return err
 				}
 			}
+			ex, ok := full.(driver.StmtExecContext)
+			if !ok {
+				return fmt.Errorf("store: the sqlite driver's statements (%T) cannot run with a context", full)
+			}
+			if _, err := ex.ExecContext(ctx, args); err != nil {
+				return err
+			}
+			rows = 0
 		}
-		return flush()
+		return nil
 	})
+	if err != nil || rows == 0 {
+		return sum, count, err
+	}
+	last := make([]any, len(args))
+	for i, a := range args {
+		last[i] = a.Value
+	}
+	_, err = tx.exec(ctx, investmentInsert(rows), last...)
 	return sum, count, err
 }
 
@@ -340,37 +333,28 @@ func repeatJoin(s string, n int) string {
 	return string(b)
 }
 
-func recordSuccess(ctx context.Context, tx *sql.Tx, connID int64, at time.Time) error {
-	_, err := tx.ExecContext(ctx, `UPDATE connection SET last_success_at = ?, last_error = NULL, updated_at = ?
+// recordSuccess records the snapshot's time on its connection. A
+// connection gone meanwhile fails the write here, before its commit: the
+// snapshot's foreign key on it would otherwise fail the commit, and with it
+// every other write committed in the same batch (group).
+func recordSuccess(ctx context.Context, tx preparedTx, connID int64, at time.Time) error {
+	res, err := tx.exec(ctx, `UPDATE connection SET last_success_at = ?, last_error = NULL, updated_at = ?
 		WHERE id = ?`, at.UTC().Format(TimeFormat), at.UTC().Format(TimeFormat), connID)
-	return err
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("connection %d no longer exists", connID)
+	}
+	return nil
 }
 
-// writeSnapshot runs write in one transaction, on one connection it holds
-// for the whole of it, so write may also use the driver's connection
-// (insertInvestments does).
-func (s *Store) writeSnapshot(ctx context.Context, write func(*sql.Conn, *sql.Tx) error) error {
-	path := filepath.Join(s.dir, SnapshotsFile)
-	unlock, err := s.snapshots.lockWrites(ctx)
-	if err != nil {
-		return fileError(path, "write snapshot to", err)
-	}
-	defer unlock()
-	conn, err := s.snapshots.Conn(ctx)
-	if err != nil {
-		return fileError(path, "write snapshot to", err)
-	}
-	defer conn.Close()
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return fileError(path, "write snapshot to", err)
-	}
-	defer tx.Rollback()
-	if err := write(conn, tx); err != nil {
-		return fileError(path, "write snapshot to", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fileError(path, "write snapshot to", err)
+// writeSnapshot runs write in a write transaction, perhaps shared with
+// other writes (group), on the connection it holds for the whole of it, so
+// write may also use the driver's connection (insertInvestments does).
+func (s *Store) writeSnapshot(ctx context.Context, write func(context.Context, *sql.Conn, *sql.Tx) error) error {
+	if err := s.snapshots.group(ctx, write); err != nil {
+		return fileError(filepath.Join(s.dir, SnapshotsFile), "write snapshot to", err)
 	}
 	return nil
 }

@@ -47,6 +47,7 @@ type Store struct {
 	snapshots *database
 	tokens    *database
 	cipher    *seal.Cipher // nil: tokens stored as plain text in the 0600 vault
+	locks     connLocks    // the connections' refresh locks (lock.go)
 
 	// Now is the clock; tests replace it.
 	Now func() time.Time
@@ -164,7 +165,7 @@ func (s *Store) Dir() string { return s.dir }
 
 // Close closes both databases.
 func (s *Store) Close() error {
-	var errs []error
+	errs := []error{s.locks.close()}
 	if s.snapshots != nil {
 		errs = append(errs, s.snapshots.Close())
 	}

@@ -130,7 +130,7 @@ func (s *Store) Token(ctx context.Context, connID int64) (StoredToken, error) {
 		generation            int64
 		baseURL               string
 	)
-	err := s.tokens.QueryRowContext(ctx, `
+	err := s.tokens.queryRow(ctx, `
 		SELECT refresh_token, access_token, access_expires_at, refresh_expires_at, generation, base_url
 		FROM token WHERE connection_id = ?`, connID).Scan(&refresh, &accessNull, &accessExp, &refreshExp, &generation, &baseURL)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -177,7 +177,7 @@ func (s *Store) SaveToken(ctx context.Context, connID int64, tok secret.Token) e
 	// The name is only a label in the vault; an existing row keeps its own
 	// when snapshots.db cannot say.
 	var name string
-	_ = s.snapshots.QueryRowContext(ctx, "SELECT name FROM connection WHERE id = ?", connID).Scan(&name)
+	_ = s.snapshots.queryRow(ctx, "SELECT name FROM connection WHERE id = ?", connID).Scan(&name)
 	if err := s.saveVault(ctx, connID, name, "", tok); err != nil {
 		return err
 	}
@@ -191,54 +191,55 @@ func (s *Store) SaveToken(ctx context.Context, connID int64, tok secret.Token) e
 // base URL already stored (a refresh goes to the same provider).
 func (s *Store) saveVault(ctx context.Context, connID int64, name, baseURL string, tok secret.Token) error {
 	path := filepath.Join(s.dir, TokensFile)
-	tx, err := s.tokens.begin(ctx)
-	if err != nil {
-		return fileError(path, "save tokens to", err)
-	}
-	defer tx.Rollback()
-	if err := s.checkKeyUnchanged(ctx, tx); err != nil {
-		return err
-	}
-	if baseURL == "" {
-		err := tx.QueryRowContext(ctx, "SELECT base_url FROM token WHERE connection_id = ?", connID).Scan(&baseURL)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return fileError(path, "save tokens to", err)
+	// Committed with the other tokens waiting (group): one sync of the
+	// disk for all the connections refreshed meanwhile.
+	err := s.tokens.group(ctx, func(ctx context.Context, _ *sql.Conn, tx *sql.Tx) error {
+		if err := s.checkKeyUnchanged(ctx, tx); err != nil {
+			return err
 		}
-	}
-	refresh, err := s.cipher.Seal(connID, "refresh_token", baseURL, tok.Refresh.Reveal())
-	if err != nil {
-		return err
-	}
-	var access any
-	if !tok.Access.IsZero() {
-		a, err := s.cipher.Seal(connID, "access_token", baseURL, tok.Access.Reveal())
+		if baseURL == "" {
+			err := s.tokens.txQueryRow(ctx, tx, "SELECT base_url FROM token WHERE connection_id = ?", connID).Scan(&baseURL)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return fileError(path, "save tokens to", err)
+			}
+		}
+		refresh, err := s.cipher.Seal(connID, "refresh_token", baseURL, tok.Refresh.Reveal())
 		if err != nil {
 			return err
 		}
-		access = a
+		var access any
+		if !tok.Access.IsZero() {
+			a, err := s.cipher.Seal(connID, "access_token", baseURL, tok.Access.Reveal())
+			if err != nil {
+				return err
+			}
+			access = a
+		}
+		_, err = s.tokens.txExec(ctx, tx, `
+			INSERT INTO token (connection_id, connection_name, refresh_token, access_token,
+			                   access_expires_at, refresh_expires_at, generation, updated_at, base_url)
+			VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)
+			ON CONFLICT (connection_id) DO UPDATE SET
+			    connection_name = coalesce(nullif(excluded.connection_name, ''), token.connection_name),
+			    refresh_token = excluded.refresh_token,
+			    access_token = excluded.access_token,
+			    access_expires_at = excluded.access_expires_at,
+			    refresh_expires_at = excluded.refresh_expires_at,
+			    generation = token.generation + 1,
+			    updated_at = excluded.updated_at,
+			    base_url = excluded.base_url`,
+			connID, name, refresh, access, formatTime(tok.AccessExpiresAt), formatTime(tok.RefreshExpiresAt),
+			s.now().Format(TimeFormat), baseURL)
+		if err != nil {
+			return fileError(path, "save tokens to", err)
+		}
+		return nil
+	})
+	// The batch's own failure (its commit) names the file too.
+	if _, ok := errors.AsType[*FileError](err); err != nil && !ok && !errors.Is(err, ErrTokenKey) {
+		err = fileError(path, "save tokens to", err)
 	}
-	_, err = tx.ExecContext(ctx, `
-		INSERT INTO token (connection_id, connection_name, refresh_token, access_token,
-		                   access_expires_at, refresh_expires_at, generation, updated_at, base_url)
-		VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)
-		ON CONFLICT (connection_id) DO UPDATE SET
-		    connection_name = coalesce(nullif(excluded.connection_name, ''), token.connection_name),
-		    refresh_token = excluded.refresh_token,
-		    access_token = excluded.access_token,
-		    access_expires_at = excluded.access_expires_at,
-		    refresh_expires_at = excluded.refresh_expires_at,
-		    generation = token.generation + 1,
-		    updated_at = excluded.updated_at,
-		    base_url = excluded.base_url`,
-		connID, name, refresh, access, formatTime(tok.AccessExpiresAt), formatTime(tok.RefreshExpiresAt),
-		s.now().Format(TimeFormat), baseURL)
-	if err != nil {
-		return fileError(path, "save tokens to", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fileError(path, "save tokens to", err)
-	}
-	return nil
+	return err
 }
 
 func (s *Store) mirrorExpiry(ctx context.Context, connID int64, tok secret.Token) error {
@@ -463,9 +464,9 @@ func reseal(ctx context.Context, tx *writeTx, from, to *seal.Cipher) error {
 // checkKeyUnchanged fails when tokens.db's key was changed (syncer rekey)
 // since this process opened it: sealing with the old key now would leave
 // tokens no one can open.
-func (s *Store) checkKeyUnchanged(ctx context.Context, tx *writeTx) error {
+func (s *Store) checkKeyUnchanged(ctx context.Context, tx *sql.Tx) error {
 	var check sql.NullString
-	err := tx.QueryRowContext(ctx, "SELECT value FROM vault_meta WHERE key = 'key_check'").Scan(&check)
+	err := s.tokens.txQueryRow(ctx, tx, "SELECT value FROM vault_meta WHERE key = 'key_check'").Scan(&check)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fileError(filepath.Join(s.dir, TokensFile), "read", err)
 	}
@@ -501,7 +502,7 @@ func (s *Store) Rekey(ctx context.Context, newKey []byte) (int, error) {
 		return 0, fileError(path, "re-key", err)
 	}
 	defer tx.Rollback()
-	if err := s.checkKeyUnchanged(ctx, tx); err != nil {
+	if err := s.checkKeyUnchanged(ctx, tx.Tx); err != nil {
 		return 0, err
 	}
 	var n int

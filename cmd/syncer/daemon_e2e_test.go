@@ -9,7 +9,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/syncerhq/syncer/store"
 	"github.com/syncerhq/syncer/sync/sandbox"
+	"golang.org/x/sys/unix"
 )
 
 // TestDaemonAndOnceNeverPresentARefreshTokenTwice runs `-once` twice at a
@@ -235,7 +235,7 @@ func TestOnceGivesUpOnAHeldLockAndSaysWhy(t *testing.T) {
 	id := w.queryInt("SELECT connection_id FROM connections WHERE name = 'eg'")
 	before := w.sb.Stats().EstateGuruTokenRequests
 
-	unlock := holdFlock(t, filepath.Join(w.dataDir, "locks", fmt.Sprintf("connection-%d.lock", id)))
+	unlock := holdConnectionLock(t, w.dataDir, int64(id))
 	w.env = []string{"SYNCER_LOCK_TIMEOUT=300ms"}
 	res := w.mustRun(1, "", "-once")
 	for _, want := range []string{"another syncer process is syncing this connection", "SYNCER_LOCK_TIMEOUT"} {
@@ -496,16 +496,20 @@ func storedRefreshTokens(t *testing.T, w *world) map[string]string {
 }
 
 // holdFlock takes the lock another syncer process would hold.
-func holdFlock(t *testing.T, path string) (unlock func()) {
+// holdConnectionLock takes a connection's refresh lock as another syncer
+// process would: its byte of locks/connections.lock, through a file
+// description of this process's own.
+func holdConnectionLock(t *testing.T, dataDir string, id int64) (unlock func()) {
 	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	dir := filepath.Join(dataDir, "locks")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, store.ConnectionLocksFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &unix.Flock_t{Type: unix.F_WRLCK, Start: id, Len: 1}); err != nil {
 		t.Fatal(err)
 	}
 	var once stdsync.Once

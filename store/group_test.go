@@ -1,0 +1,177 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/syncerhq/syncer/secret"
+)
+
+// holdGate takes d's write gate, as a writer in the middle of a long
+// transaction would, and returns the function that lets it go.
+func holdGate(t *testing.T, d *database) (release func()) {
+	t.Helper()
+	d.gate <- struct{}{}
+	var once gosync.Once
+	release = func() { once.Do(func() { <-d.gate }) }
+	t.Cleanup(release)
+	return release
+}
+
+// waitQueued waits until n writes wait in d's queue.
+func waitQueued(t *testing.T, d *database, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d.queue.mu.Lock()
+		got := len(d.queue.waiting)
+		d.queue.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes queued, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestGroupCommitKeepsEachWriteApart: snapshots that queued while another
+// write held snapshots.db are committed together, and the ones that fail
+// (an answer that turns out bad as it is read, a connection that no longer
+// exists) leave nothing behind, while the others are stored whole.
+func TestGroupCommitKeepsEachWriteApart(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	var good []int64
+	for i := range 4 {
+		good = append(good, connect(t, s, fmt.Sprintf("eg-%d", i), "estateguru"))
+	}
+	bad := connect(t, s, "eg-bad", "estateguru")
+	before := s.snapshots.queue.commits.Load()
+
+	release := holdGate(t, s.snapshots)
+	errs := make(map[int64]error)
+	var mu gosync.Mutex
+	var wg gosync.WaitGroup
+	save := func(id int64, snap EstateGuruSnapshot) {
+		wg.Go(func() {
+			err := s.SaveEstateGuru(ctx, id, day0, day0, snap)
+			mu.Lock()
+			errs[id] = err
+			mu.Unlock()
+		})
+	}
+	for i, id := range good {
+		save(id, portfolio(int64(100*(i+1)), 3+i))
+	}
+	broken := portfolio(999, 5)
+	broken.Investments = func(yield func(Investment, error) bool) {
+		for inv := range InvestmentsOf(investments(5)) {
+			if !yield(inv, nil) {
+				return
+			}
+		}
+		yield(Investment{}, errors.New("investment 6 is not a JSON object"))
+	}
+	save(bad, broken)
+	save(9999, portfolio(1, 2)) // no such connection
+	waitQueued(t, s.snapshots, len(good)+2)
+	release()
+	wg.Wait()
+
+	if got := s.snapshots.queue.commits.Load() - before; got != 1 {
+		t.Errorf("%d commits for the six queued writes, want 1", got)
+	}
+	for i, id := range good {
+		if errs[id] != nil {
+			t.Errorf("connection %d: %v", id, errs[id])
+			continue
+		}
+		var cash, n int64
+		if err := s.snapshots.QueryRow(`SELECT cash_cents, investments FROM estateguru_snapshot WHERE connection_id = ?`, id).Scan(&cash, &n); err != nil {
+			t.Fatalf("connection %d: %v", id, err)
+		}
+		var rows int64
+		s.snapshots.QueryRow(`SELECT count(*) FROM estateguru_investment WHERE connection_id = ?`, id).Scan(&rows)
+		if cash != int64(100*(i+1)) || n != int64(3+i) || rows != n {
+			t.Errorf("connection %d: cash %d, %d investments, %d rows; want %d, %d, %d", id, cash, n, rows, 100*(i+1), 3+i, 3+i)
+		}
+	}
+	if errs[bad] == nil || errs[9999] == nil {
+		t.Fatalf("the bad writes should fail: bad answer %v, missing connection %v", errs[bad], errs[9999])
+	}
+	for _, id := range []int64{bad, 9999} {
+		var n int
+		s.snapshots.QueryRow(`SELECT (SELECT count(*) FROM estateguru_snapshot WHERE connection_id = ?1)
+			+ (SELECT count(*) FROM estateguru_investment WHERE connection_id = ?1)`, id).Scan(&n)
+		if n != 0 {
+			t.Errorf("connection %d: %d rows left by a failed write, want 0", id, n)
+		}
+	}
+}
+
+// TestGroupCommitSavesEveryToken: tokens saved while tokens.db is busy are
+// committed (and synced to disk) together, and each is the one its caller
+// saved.
+func TestGroupCommitSavesEveryToken(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	var ids []int64
+	for i := range 20 {
+		ids = append(ids, connect(t, s, fmt.Sprintf("c-%d", i), "estateguru"))
+	}
+	before := s.tokens.queue.commits.Load()
+	release := holdGate(t, s.tokens)
+	var wg gosync.WaitGroup
+	for _, id := range ids {
+		wg.Go(func() {
+			tok := secret.Token{Refresh: secret.Secret(fmt.Sprintf("refresh-%d", id)), Access: secret.Secret(fmt.Sprintf("access-%d", id))}
+			if err := s.SaveToken(ctx, id, tok); err != nil {
+				t.Errorf("SaveToken %d: %v", id, err)
+			}
+		})
+	}
+	waitQueued(t, s.tokens, len(ids))
+	release()
+	wg.Wait()
+	if got := s.tokens.queue.commits.Load() - before; got != 1 {
+		t.Errorf("%d commits of tokens.db for %d tokens saved at once, want 1", got, len(ids))
+	}
+	for _, id := range ids {
+		st, err := s.Token(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Refresh.Reveal() != fmt.Sprintf("refresh-%d", id) || st.Access.Reveal() != fmt.Sprintf("access-%d", id) {
+			t.Errorf("connection %d: tokens not the ones saved", id)
+		}
+	}
+}
+
+// TestGroupCommitGivesUpAQueuedWrite: a write whose caller gives up while
+// it waits is not written.
+func TestGroupCommitGivesUpAQueuedWrite(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	id := connect(t, s, "eg", "estateguru")
+	release := holdGate(t, s.snapshots)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.SaveEstateGuru(ctx, id, day0, day0, portfolio(1, 2)) }()
+	waitQueued(t, s.snapshots, 1)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	release()
+	var n int
+	s.snapshots.QueryRow(`SELECT count(*) FROM estateguru_snapshot`).Scan(&n)
+	if n != 0 {
+		t.Fatalf("%d snapshots written by a write given up, want 0", n)
+	}
+}
+

@@ -1,0 +1,71 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestLockConnectionExcludesTurnsAndProcesses: a connection's lock keeps
+// out a second turn of the same store and a second store on the same data
+// directory (as another process would be: its own open file description),
+// leaves other connections free, and is free again once released or once
+// its holder closes.
+func TestLockConnectionExcludesTurnsAndProcesses(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	unlock, err := a.LockConnection(ctx, 7, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*Store{"same store": a, "second store": b} {
+		if _, err := s.LockConnection(ctx, 7, 30*time.Millisecond); !errors.Is(err, ErrLockTimeout) {
+			t.Errorf("%s, connection 7 held: err = %v, want ErrLockTimeout", name, err)
+		}
+		u, err := s.LockConnection(ctx, 8, 30*time.Millisecond)
+		if err != nil {
+			t.Errorf("%s, connection 8 free: %v", name, err)
+			continue
+		}
+		u()
+	}
+	unlock()
+	u, err := b.LockConnection(ctx, 7, time.Second)
+	if err != nil {
+		t.Fatalf("after unlock: %v", err)
+	}
+	// Closing the holder releases what it held, as a dying process does.
+	b.Close()
+	_ = u
+	u2, err := a.LockConnection(ctx, 7, time.Second)
+	if err != nil {
+		t.Fatalf("after the holder closed: %v", err)
+	}
+	u2()
+
+	fi, err := os.Stat(filepath.Join(dir, "locks", ConnectionLocksFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("lock file mode %v, want 0600", fi.Mode().Perm())
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "locks"))
+	if len(entries) != 1 {
+		t.Errorf("locks/ holds %d files, want 1 (one file for every connection)", len(entries))
+	}
+}
