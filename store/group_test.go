@@ -174,4 +174,3 @@ func TestGroupCommitGivesUpAQueuedWrite(t *testing.T) {
 		t.Fatalf("%d snapshots written by a write given up, want 0", n)
 	}
 }
-
