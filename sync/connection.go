@@ -125,7 +125,11 @@ func (s *Syncer) fetchAndSave(ctx context.Context, c store.Connection, p Provide
 	if err != nil {
 		return err
 	}
-	if err := turn.toSave(ctx); err != nil {
+	size := 1
+	if sz, ok := snap.(sizedSnapshot); ok {
+		size = sz.Size()
+	}
+	if err := turn.toSave(ctx, size); err != nil {
 		return err
 	}
 	// An answer may turn out to be an error answer only while it is

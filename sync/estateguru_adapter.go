@@ -31,6 +31,9 @@ func (p EstateGuru) Fetch(ctx context.Context, access provider.Secret) (Snapshot
 // estateGuruAnswer is a userInvestments answer, not yet decoded.
 type estateGuruAnswer struct{ answer *estateguru.Answer }
 
+// Size implements sizedSnapshot.
+func (a estateGuruAnswer) Size() int { return len(a.answer.Raw()) }
+
 // Save decodes the answer and stores it. An answer may turn out to be an
 // error answer only now, as it is decoded: that error is returned and
 // nothing is stored.

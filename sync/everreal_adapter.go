@@ -31,6 +31,9 @@ func (p EverReal) Fetch(ctx context.Context, access provider.Secret) (Snapshot, 
 // everRealUser is a users/me answer, as it is stored.
 type everRealUser store.EverRealSnapshot
 
+// Size implements sizedSnapshot.
+func (u everRealUser) Size() int { return len(u.Raw) }
+
 func (u everRealUser) Save(ctx context.Context, to SaveTo) error {
 	u.Raw = to.CleanRaw(u.Raw)
 	return to.Store.SaveEverReal(ctx, to.ConnID, to.Period, to.FetchedAt, store.EverRealSnapshot(u))

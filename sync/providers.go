@@ -29,6 +29,12 @@ type Snapshot interface {
 	Save(ctx context.Context, to SaveTo) error
 }
 
+// sizedSnapshot is a Snapshot that knows the size of its answer in bytes:
+// its share of the budget of answers waiting to be stored (slots.go).
+type sizedSnapshot interface {
+	Size() int
+}
+
 // SaveTo is where a Snapshot saves itself, and how.
 type SaveTo struct {
 	Store  Store

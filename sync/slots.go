@@ -1,21 +1,45 @@
 package sync
 
-import "context"
+import (
+	"context"
+
+	"golang.org/x/sync/semaphore"
+)
 
 // slots bound what a run does at once. network holds the connections
 // talking to their providers (SYNCER_CONCURRENCY of them). A connection
-// whose answer is in hand trades its network slot for a save slot, so the
-// next connection's requests go out while it waits for the store's single
-// writer: with 100 portfolios of 1,000 investments the writes had kept the
-// network idle for half the run. Two save slots keep the writer busy (one
-// writing, one ready); more would only hold more decoded answers in memory.
+// whose answer is in hand trades its network slot for a share of the save
+// budget, so the next connection's requests go out while it waits for the
+// store's single writer: with 100 portfolios of 1,000 investments the
+// writes had kept the network idle for half the run.
+//
+// The save budget is in bytes of answers waiting to be stored: two large
+// answers at a time (each counts as half the budget at most), which keep the
+// writer busy (one writing, one ready) while more would only hold more
+// decoded answers in memory; but many small ones, which the store commits
+// together (group commit). With a fixed two slots, 10,000 small answers
+// queued for them while holding their network slots.
 type slots struct {
 	network chan struct{}
-	save    chan struct{}
+	save    *semaphore.Weighted
+	budget  int64
 }
 
+// saveBudget is the bytes of answers that may wait for the writer.
+const saveBudget = 16 << 20
+
 func newSlots(concurrency int) *slots {
-	return &slots{network: make(chan struct{}, concurrency), save: make(chan struct{}, 2)}
+	return newSlotsBudget(concurrency, saveBudget)
+}
+
+func newSlotsBudget(concurrency int, budget int64) *slots {
+	return &slots{network: make(chan struct{}, concurrency), save: semaphore.NewWeighted(budget), budget: budget}
+}
+
+// saveWeight is an answer's share of the save budget: its size, at least
+// 1 and at most half the budget.
+func (s *slots) saveWeight(size int) int64 {
+	return min(max(int64(size), 1), s.budget/2)
 }
 
 // turn is one connection's passage through the slots. Its network slot is
@@ -24,8 +48,9 @@ func newSlots(concurrency int) *slots {
 func (s *slots) turn() *turn { return &turn{slots: s, network: true} }
 
 type turn struct {
-	slots         *slots
-	network, save bool
+	slots   *slots
+	network bool
+	save    int64 // the save budget held: 0 when none
 	// leaveHost, if set, is called as the network slot is first given
 	// back: the connection no longer counts against its host's share
 	// (hostqueue.go).
@@ -43,19 +68,18 @@ func (t *turn) giveNetworkBack() {
 	t.network = false
 }
 
-// toSave waits for a save slot, holding the network slot meanwhile (no
-// connection starts while two answers already wait), then gives the network
-// slot back.
-func (t *turn) toSave(ctx context.Context) error {
-	if t.save {
+// toSave waits for its share of the save budget for an answer of size
+// bytes, holding the network slot meanwhile (no connection starts while the
+// budget is spent), then gives the network slot back.
+func (t *turn) toSave(ctx context.Context, size int) error {
+	if t.save > 0 {
 		return nil
 	}
-	select {
-	case t.slots.save <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	w := t.slots.saveWeight(size)
+	if err := t.slots.save.Acquire(ctx, w); err != nil {
+		return err
 	}
-	t.save = true
+	t.save = w
 	t.giveNetworkBack()
 	return nil
 }
@@ -69,9 +93,9 @@ func (t *turn) toNetwork(ctx context.Context) error {
 	if t.network {
 		return nil
 	}
-	if t.save {
-		<-t.slots.save
-		t.save = false
+	if t.save > 0 {
+		t.slots.save.Release(t.save)
+		t.save = 0
 	}
 	select {
 	case t.slots.network <- struct{}{}:
@@ -93,8 +117,9 @@ func (t *turn) end() {
 		t.leaveHost()
 		t.leaveHost = nil
 	}
-	if t.save {
-		<-t.slots.save
+	if t.save > 0 {
+		t.slots.save.Release(t.save)
+		t.save = 0
 	}
 }
 

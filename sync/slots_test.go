@@ -148,3 +148,52 @@ func TestASteppedAsideTurnLeavesItsHostWhenCancelled(t *testing.T) {
 		t.Fatalf("network slots held = %d, want 1 (the other connection's)", got)
 	}
 }
+
+// The save budget lets many small answers wait for the writer (the store
+// commits them together) but only two large ones (memory): a third large
+// answer keeps its network slot until one of them is stored.
+func TestSaveBudgetHoldsManySmallAnswersButTwoLargeOnes(t *testing.T) {
+	ctx := context.Background()
+	s := newSlotsBudget(100, 1<<20)
+	var small []*turn
+	for range 50 {
+		tr := s.turn()
+		s.network <- struct{}{}
+		if err := tr.toSave(ctx, 14_000); err != nil {
+			t.Fatal(err)
+		}
+		small = append(small, tr)
+	}
+	if got := len(s.network); got != 0 {
+		t.Fatalf("%d network slots still held by small answers waiting to be stored, want 0", got)
+	}
+	for _, tr := range small {
+		tr.end()
+	}
+
+	var large []*turn
+	for range 2 {
+		tr := s.turn()
+		s.network <- struct{}{}
+		if err := tr.toSave(ctx, 27<<20); err != nil {
+			t.Fatal(err)
+		}
+		large = append(large, tr)
+	}
+	third := s.turn()
+	s.network <- struct{}{}
+	waitCtx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := third.toSave(waitCtx, 27<<20); err == nil {
+		t.Fatal("a third large answer got into the save budget while two wait")
+	}
+	if !third.network {
+		t.Fatal("the third large answer gave up its network slot without a save share")
+	}
+	large[0].end()
+	if err := third.toSave(ctx, 27<<20); err != nil {
+		t.Fatalf("after one large answer was stored: %v", err)
+	}
+	third.end()
+	large[1].end()
+}
