@@ -28,8 +28,9 @@ type database struct {
 // database/sql keeps 2, and a sync run uses more at once (a writer, and
 // readers beside it), so it closed and reopened connections all run long,
 // each time running the DSN's pragmas again and losing its prepared
-// statements.
-const idleConns = 8
+// statements. Each one kept holds its own page cache: 8 cost 6 MB more
+// peak memory than 4 with 10,000 connections, for no measurable gain.
+const idleConns = 4
 
 func newDatabase(db *sql.DB) *database {
 	db.SetMaxIdleConns(idleConns)
