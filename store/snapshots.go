@@ -39,7 +39,20 @@ type EstateGuruSnapshot struct {
 	// caller holding its own decoded type a copy: for 100,000 investments
 	// that copy was 11 MB and 50-100 ms.
 	Investments iter.Seq2[Investment, error]
-	Raw         []byte
+	// Cash, if set, gives the currency and cash in place of Currency and
+	// CashCents, and is called only once Investments has been read to its
+	// end: an answer decoded as it is stored knows them only then.
+	Cash func() (currency string, cashCents int64)
+	Raw  []byte
+}
+
+// CurrencyAndCash is the snapshot's currency and cash: from Cash if set.
+// Call it after reading Investments.
+func (s EstateGuruSnapshot) CurrencyAndCash() (string, int64) {
+	if s.Cash != nil {
+		return s.Cash()
+	}
+	return s.Currency, s.CashCents
 }
 
 // Investment is one line of an EstateGuru portfolio. Money is in cents.
@@ -179,12 +192,13 @@ func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetche
 		if err != nil {
 			return err
 		}
+		currency, cash := snap.CurrencyAndCash()
 		_, err = tx.exec(ctx, `
 			UPDATE estateguru_snapshot SET fetched_at = ?, currency = ?, cash_cents = ?, investments = ?,
 			    investment_amount_cents = ?, market_value_cents = ?, principal_left_cents = ?,
 			    profit_cents = ?, realized_income_cents = ?, raw = CAST(? AS TEXT), raw_chunks = ?
 			WHERE connection_id = ? AND snapshot_at = ?`,
-			fetchedAt.UTC().Format(TimeFormat), nullable(snap.Currency), snap.CashCents,
+			fetchedAt.UTC().Format(TimeFormat), nullable(currency), cash,
 			count, sum.InvestmentAmountCents, sum.MarketValueCents, sum.PrincipalLeftCents,
 			sum.ProfitCents, sum.RealizedIncomeCents, raw, chunks, connID, at)
 		if err != nil {

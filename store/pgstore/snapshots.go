@@ -101,12 +101,13 @@ func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetche
 				return err
 			}
 		}
+		currency, cash := snap.CurrencyAndCash()
 		_, err := tx.Exec(ctx, `
 			INSERT INTO estateguru_snapshot (connection_id, snapshot_at, fetched_at, currency, cash_cents,
 			    investments, investment_amount_cents, market_value_cents, principal_left_cents,
 			    profit_cents, realized_income_cents, raw)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::json)`,
-			connID, at, fetchedAt.UTC().Format(store.TimeFormat), nullable(snap.Currency), snap.CashCents,
+			connID, at, fetchedAt.UTC().Format(store.TimeFormat), nullable(currency), cash,
 			count, sum.InvestmentAmountCents, sum.MarketValueCents, sum.PrincipalLeftCents,
 			sum.ProfitCents, sum.RealizedIncomeCents, rawText(snap.Raw))
 		if err != nil {

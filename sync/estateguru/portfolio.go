@@ -41,7 +41,16 @@ type Investment struct {
 // Portfolio, or a *provider.Error: classified by its code when the body is an
 // error answer, KindBadAnswer when it is anything else undocumented.
 func decodeInvestmentsAnswer(resp *provider.Response, reqID string) (*Portfolio, error) {
-	p, code, err := decodePortfolio(resp.Body, reqID)
+	return decodeAnswer(resp, reqID, nil)
+}
+
+// decodeAnswer is decodeInvestmentsAnswer, handing each investment to each
+// as it is read if each is set (the Portfolio then has no Investments).
+func decodeAnswer(resp *provider.Response, reqID string, each func(Investment) error) (*Portfolio, error) {
+	p, code, err := decodePortfolioEach(resp.Body, reqID, each)
+	if _, ok := errors.AsType[callerError](err); ok {
+		return nil, err // Stream's caller stopped it: its error, untouched
+	}
 	switch {
 	case code != "":
 		// An error answer has no business carrying tokens; if it does, they
@@ -83,12 +92,30 @@ func (a *Answer) Raw() []byte { return a.resp.Body }
 // Decode decodes the whole answer: the Portfolio, or the error Investments
 // would return for it.
 func (a *Answer) Decode() (*Portfolio, error) {
-	p, err := decodeInvestmentsAnswer(a.resp, a.reqID)
+	return a.Stream(nil)
+}
+
+// Stream decodes the answer as Decode does, but hands each investment to
+// each as it is read instead of keeping them in the Portfolio: a caller can
+// store the first while the last are still being read. An error from each
+// ends the decoding and is returned as it is. Investments handed over
+// before an error are not a portfolio: an answer may turn out to be an
+// error answer, or broken, only at its end.
+func (a *Answer) Stream(each func(Investment) error) (*Portfolio, error) {
+	p, err := decodeAnswer(a.resp, a.reqID, each)
 	if err != nil {
+		if ce, ok := errors.AsType[callerError](err); ok {
+			return nil, ce.err
+		}
 		return nil, scrub(err, a.access.Reveal())
 	}
 	return p, nil
 }
+
+// callerError carries an error of Stream's each through the decoder.
+type callerError struct{ err error }
+
+func (e callerError) Error() string { return e.err.Error() }
 
 var errRequestID = errors.New("request id mismatch")
 
@@ -103,9 +130,16 @@ var errRequestID = errors.New("request id mismatch")
 // missing or null (none). A requestId, when present, must be reqID or end
 // with it (errRequestID otherwise). Amounts that are missing or null are 0.
 func decodePortfolio(body []byte, reqID string) (*Portfolio, string, error) {
+	return decodePortfolioEach(body, reqID, nil)
+}
+
+func decodePortfolioEach(body []byte, reqID string, each func(Investment) error) (*Portfolio, string, error) {
 	r := portfolioReader{dec: jsontext.NewDecoder(bytes.NewBuffer(body),
-		jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))}
+		jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)), each: each}
 	p, err := r.portfolio(reqID)
+	if _, ok := errors.AsType[callerError](err); ok {
+		return nil, "", err
+	}
 	if r.code != "" {
 		return nil, r.code, nil
 	}
@@ -122,6 +156,9 @@ type portfolioReader struct {
 	dec  *jsontext.Decoder
 	code string // the error answer's code, once met
 	norm []byte // scratch for normalized keys
+	// each, if set, takes the investments as they are read (Stream).
+	each     func(Investment) error
+	haveList bool // an investments member was read
 }
 
 func (r *portfolioReader) portfolio(reqID string) (*Portfolio, error) {
@@ -136,6 +173,13 @@ func (r *portfolioReader) portfolio(reqID string) (*Portfolio, error) {
 			return nil, err
 		}
 		if string(norm) == "investments" {
+			// Other members repeated, the last wins, as in encoding/json;
+			// a second list of investments is refused: the first may be
+			// stored already, as it was read (Stream).
+			if r.haveList {
+				return nil, errors.New("the answer holds two lists of investments")
+			}
+			r.haveList = true
 			list, err := r.investments()
 			if err != nil {
 				return nil, err
@@ -211,7 +255,7 @@ func (r *portfolioReader) investments() ([]Investment, error) {
 	// about 270 bytes each): growing a list of 100,000 by appending
 	// allocates it several times over.
 	var list []Investment
-	if n := len(r.dec.UnreadBuffer()) / 256; n > 16 {
+	if n := len(r.dec.UnreadBuffer()) / 256; n > 16 && r.each == nil {
 		list = make([]Investment, 0, n)
 	}
 	for i := 1; r.dec.PeekKind() != ']'; i++ {
@@ -237,6 +281,12 @@ func (r *portfolioReader) investments() ([]Investment, error) {
 		inv, err := a.investment(i)
 		if err != nil {
 			return nil, err
+		}
+		if r.each != nil {
+			if err := r.each(inv); err != nil {
+				return nil, callerError{err}
+			}
+			continue
 		}
 		list = append(list, inv)
 	}

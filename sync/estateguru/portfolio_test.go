@@ -2,6 +2,7 @@ package estateguru
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -88,5 +89,32 @@ func TestRepeatedMembersLastWins(t *testing.T) {
 	inv := p.Investments[0]
 	if got, want := fmt.Sprintf("%d %d %s %d", p.CashCents, inv.ProfitCents, inv.Name, inv.MarketValueCents), "200 0 b 300"; got != want {
 		t.Fatalf("cash, profit, name, market value = %s, want %s", got, want)
+	}
+}
+
+// A second list of investments is refused: read as a stream, the first may
+// be stored already.
+func TestTwoListsOfInvestmentsAreRefused(t *testing.T) {
+	_, _, err := decodePortfolio([]byte(`{"cash":"1","investments":[{"name":"a"}],"investments":[{"name":"b"}]}`), "id")
+	if err == nil || !strings.Contains(err.Error(), "two lists of investments") {
+		t.Fatalf("err = %v, want the two lists refused", err)
+	}
+}
+
+// Stream hands over every investment in order and keeps none; an error of
+// its caller stops it and comes back as it is.
+func TestStreamHandsOverEachInvestment(t *testing.T) {
+	body := []byte(`{"cash":"1","currency":"EUR","investments":[{"name":"a"},{"name":"b"},{"name":"c"}]}`)
+	var names []string
+	p, err := NewAnswer(body, "").Stream(func(inv Investment) error {
+		names = append(names, inv.Name)
+		return nil
+	})
+	if err != nil || p.Investments != nil || p.CashCents != 100 || strings.Join(names, ",") != "a,b,c" {
+		t.Fatalf("Stream: %v, kept %d, cash %d, handed %v; want a,b,c handed over, none kept, cash 100", err, len(p.Investments), p.CashCents, names)
+	}
+	stop := errors.New("store full")
+	if _, err := NewAnswer(body, "").Stream(func(Investment) error { return stop }); err != stop {
+		t.Fatalf("err = %v, want the caller's own error", err)
 	}
 }
