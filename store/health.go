@@ -15,18 +15,12 @@ import (
 //
 // It is a probe, not a promise: space can run out between it and the save.
 func (s *Store) CheckWritable(ctx context.Context) error {
-	path := filepath.Join(s.dir, TokensFile)
-	tx, err := s.tokens.begin(ctx)
+	// Committed with the other writes waiting (group): with many
+	// connections refreshing at once, one sync of the disk for all.
+	_, err := s.tokens.exec(ctx, `INSERT INTO vault_meta (key, value) VALUES ('write_check', ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, s.now().Format(TimeFormat))
 	if err != nil {
-		return fileError(path, "write to", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO vault_meta (key, value) VALUES ('write_check', ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, s.now().Format(TimeFormat)); err != nil {
-		return fileError(path, "write to", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fileError(path, "write to", err)
+		return fileError(filepath.Join(s.dir, TokensFile), "write to", err)
 	}
 	return nil
 }
