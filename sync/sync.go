@@ -122,6 +122,8 @@ type Syncer struct {
 	// AfterRun): metrics, pings, notifications.
 	Observer Observer
 
+	// writable is the write check of tokens.db before refreshes (token.go).
+	writable writeCheck
 	// kept holds refreshed tokens whose save failed, for the next run.
 	kept keptTokens
 }

@@ -21,6 +21,7 @@ import (
 type tokenSource struct {
 	store    Store
 	kept     *keptTokens
+	writable *writeCheck
 	connID   int64
 	provider Provider
 	log      *slog.Logger
@@ -40,7 +41,7 @@ type tokenSource struct {
 // this process kept in memory, if it still replaces the stored one.
 func (s *Syncer) newTokenSource(ctx context.Context, c store.Connection, p Provider, log *slog.Logger) (*tokenSource, error) {
 	connID := c.ID
-	ts := &tokenSource{store: s.Store, kept: &s.kept, connID: connID, provider: p, log: log,
+	ts := &tokenSource{store: s.Store, kept: &s.kept, writable: &s.writable, connID: connID, provider: p, log: log,
 		now: s.now, margin: s.refreshMargin()}
 	stored, err := s.Store.Token(ctx, connID)
 	if err != nil {
@@ -111,7 +112,7 @@ func (ts *tokenSource) refresh(ctx context.Context) error {
 	}
 	// A refresh may rotate the token: never ask for one that could not be
 	// saved.
-	if err := ts.store.CheckWritable(ctx); err != nil {
+	if err := ts.writable.check(ctx, ts.store, ts.now); err != nil {
 		return fmt.Errorf("not refreshing, a new token could not be saved: %w", err)
 	}
 	// A grant once sent is seen through a shutdown (for a few seconds):
@@ -138,6 +139,36 @@ func (ts *tokenSource) refresh(ctx context.Context) error {
 	}
 	ts.tok = fresh
 	ts.log.Debug("token refreshed", "access_expires_at", fresh.AccessExpiresAt, "refresh_expires_at", fresh.RefreshExpiresAt)
+	return nil
+}
+
+// writeCheck is the check, before a refresh, that tokens.db takes a durable
+// write now. A check that passed holds for writableFor: made before every
+// refresh, it was a disk sync per connection, in the way of every
+// connection's first request. A vault that fails within that time fails
+// the save instead, and the token is kept in memory (keptTokens). The zero
+// value is ready to use.
+type writeCheck struct {
+	mu     stdsync.Mutex
+	passed time.Time // when a check last passed
+}
+
+// writableFor is how long a passed write check holds.
+const writableFor = time.Second
+
+func (w *writeCheck) check(ctx context.Context, st Store, now func() time.Time) error {
+	w.mu.Lock()
+	fresh := !w.passed.IsZero() && now().Sub(w.passed) < writableFor
+	w.mu.Unlock()
+	if fresh {
+		return nil
+	}
+	if err := st.CheckWritable(ctx); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.passed = now()
+	w.mu.Unlock()
 	return nil
 }
 
