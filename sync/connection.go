@@ -39,6 +39,18 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 			log.Error("internal error while syncing", "panic", msg, "stack", string(debug.Stack()))
 			err = errors.New("internal error: " + msg)
 		}
+		// A refreshed token still being saved is durable, or kept in
+		// memory, before the outcome is recorded; its failure is part of
+		// the outcome, whatever else happened.
+		if tokens != nil {
+			if serr := tokens.settle(); serr != nil {
+				if err == nil {
+					err = serr
+				} else {
+					err = fmt.Errorf("%w; and %w", err, serr)
+				}
+			}
+		}
 		if errors.Is(err, ErrSkip) {
 			// Another instance's turn: nothing held, nothing to record.
 			log.Debug("connection left to another instance", "reason", err.Error())

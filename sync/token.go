@@ -15,9 +15,11 @@ import (
 // tokenSource hands out one connection's access token during one sync. It
 // refreshes when the token is missing or about to expire, and once more
 // after Invalidate (the provider refused the token). A refreshed token is
-// saved before it is used: the provider may have rotated the refresh
-// token, making the stored one dead. When that save fails the token is kept
-// in memory (keptTokens) and saved first by this process's next run.
+// saved while its access token is used, and the save is waited for before
+// any further refresh and before the connection's outcome is recorded
+// (settle): the provider may have rotated the refresh token, making the
+// stored one dead. When that save fails the token is kept in memory
+// (keptTokens) and saved first by this process's next run.
 type tokenSource struct {
 	store    Store
 	kept     *keptTokens
@@ -34,6 +36,14 @@ type tokenSource struct {
 	tok       provider.Token
 	refreshed bool     // this sync refreshed once already
 	secrets   []string // every token value seen, for scrubbing error text
+	saving    *tokenSave
+}
+
+// tokenSave is a refreshed token being saved while it is used (refresh).
+type tokenSave struct {
+	done     chan error
+	tok      provider.Token
+	replaces provider.Secret // the refresh token it was refreshed from
 }
 
 // newTokenSource loads the connection's stored token, checks that the
@@ -71,6 +81,11 @@ func (s *Syncer) newTokenSource(ctx context.Context, c store.Connection, p Provi
 func (ts *tokenSource) Token(ctx context.Context) (provider.Secret, error) {
 	t := ts.tok
 	if t.Access.IsZero() || t.AccessExpiresAt.IsZero() || !t.AccessExpiresAt.After(ts.now().Add(ts.margin)) {
+		// The last refresh's token is durable (or kept) before the
+		// next refresh is asked for.
+		if err := ts.settle(); err != nil {
+			return "", err
+		}
 		if err := ts.refresh(ctx); err != nil {
 			return "", err
 		}
@@ -126,20 +141,43 @@ func (ts *tokenSource) refresh(ctx context.Context) error {
 	}
 	ts.refreshed = true
 	ts.secrets = append(ts.secrets, fresh.Secrets()...)
-	// Durable before use: if the provider rotated the refresh token, the
-	// old one is dead, and a crash now must not lose the new one.
-	if err := ts.store.SaveToken(context.WithoutCancel(ctx), ts.connID, fresh); err != nil {
-		if !errors.Is(err, store.ErrExpiryNotMirrored) {
-			ts.kept.keep(ts.connID, keptToken{tok: fresh, replaces: ts.tok.Refresh})
-			return fmt.Errorf("saving the refreshed token: %w (%w)", err, ErrTokenKept)
-		}
-		// Durable in the vault: use it; only the reporting copy of its
-		// expiry is behind.
-		ts.log.Warn("refreshed token saved, but its expiry was not copied to the reports", "error", err.Error())
-	}
+	// The new token is saved while its access token fetches the data:
+	// the save (a disk sync in tokens.db, then the expiry copied to
+	// snapshots.db) was the time between a connection's two requests.
+	// Using the access token meanwhile changes nothing a crash would lose:
+	// until the save is done, a crash loses the rotated refresh token
+	// either way. settle waits for the save before the next refresh and
+	// before the connection's outcome is recorded.
+	save := &tokenSave{done: make(chan error, 1), tok: fresh, replaces: ts.tok.Refresh}
+	go func() { save.done <- ts.store.SaveToken(context.WithoutCancel(ctx), ts.connID, fresh) }()
+	ts.saving = save
 	ts.tok = fresh
 	ts.log.Debug("token refreshed", "access_expires_at", fresh.AccessExpiresAt, "refresh_expires_at", fresh.RefreshExpiresAt)
 	return nil
+}
+
+// settle waits for the refreshed token's save, if one is under way. If it
+// failed, the token is kept in memory for this process's next run and the
+// error says so (once).
+func (ts *tokenSource) settle() error {
+	save := ts.saving
+	if save == nil {
+		return nil
+	}
+	ts.saving = nil
+	err := <-save.done
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrExpiryNotMirrored):
+		// Durable in the vault: only the reporting copy of its expiry
+		// is behind.
+		ts.log.Warn("refreshed token saved, but its expiry was not copied to the reports", "error", err.Error())
+		return nil
+	default:
+		ts.kept.keep(ts.connID, keptToken{tok: save.tok, replaces: save.replaces})
+		return fmt.Errorf("saving the refreshed token: %w (%w)", err, ErrTokenKept)
+	}
 }
 
 // writeCheck is the check, before a refresh, that tokens.db takes a durable

@@ -179,3 +179,61 @@ func TestARotatedTokenSavedWithoutItsExpiryMirrorIsUsed(t *testing.T) {
 		t.Fatalf("stored refresh token = %q, want refresh-2", got)
 	}
 }
+
+// slowTokenStore holds every token save until the data has been fetched
+// (or 2 s), as a busy disk would.
+type slowTokenStore struct {
+	*store.Store
+	fetched chan struct{}
+}
+
+func (s *slowTokenStore) SaveToken(ctx context.Context, connID int64, tok provider.Token) error {
+	select {
+	case <-s.fetched:
+	case <-time.After(2 * time.Second):
+		return errors.New("the data was not fetched while the token was being saved")
+	}
+	return s.Store.SaveToken(ctx, connID, tok)
+}
+
+// fetchSignalling closes fetched at its first fetch.
+type fetchSignalling struct {
+	*rotatingEstateGuru
+	fetched chan struct{}
+	once    stdsync.Once
+}
+
+func (f *fetchSignalling) Fetch(ctx context.Context, access provider.Secret) (Snapshot, error) {
+	f.once.Do(func() { close(f.fetched) })
+	return f.rotatingEstateGuru.Fetch(ctx, access)
+}
+
+// A refreshed token is saved while its access token fetches the data, not
+// before: the save is no longer the time between a connection's two
+// requests. It is still durable before the run records the connection.
+func TestARefreshedTokenIsSavedWhileTheDataIsFetched(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Connect(ctx, "eg", estateguru.Name, "https://estateguru.invalid", provider.Token{Refresh: "refresh-0"}); err != nil {
+		t.Fatal(err)
+	}
+	fetched := make(chan struct{})
+	eg := &fetchSignalling{rotatingEstateGuru: &rotatingEstateGuru{valid: "refresh-0"}, fetched: fetched}
+	logs := &logBuffer{}
+	s := newTestSyncer(&slowTokenStore{Store: st, fetched: fetched}, eg, logs)
+	sum, err := s.Run(ctx, TriggerOnce, nil)
+	if err != nil || sum.OK != 1 {
+		t.Fatalf("run: %+v, %v; want ok\n%s", sum, err, logs)
+	}
+	stored, err := st.Token(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := stored.Token.Refresh.Reveal(), "refresh-1"; got != want {
+		t.Fatalf("stored refresh token %q, want %q", got, want)
+	}
+}
