@@ -116,6 +116,61 @@ func BenchmarkSaveEstateGuru(b *testing.B) {
 	}
 }
 
+// BenchmarkFirstSnapshot measures the write of a connection's first
+// snapshot of 100,000 investments into a fresh store (the write path of
+// bench/run, without the process, the fetch and the decoding), in parts:
+// whole; without the raw answer; and for a second connection, whose first
+// snapshot finds the position table (estateguru_position, grown once per
+// database to the largest portfolio) already long enough.
+func BenchmarkFirstSnapshot(b *testing.B) {
+	ctx := context.Background()
+	p := portfolio(b, 100_000)
+	var list []store.Investment
+	for _, inv := range p.Investments {
+		list = append(list, store.Investment(inv))
+	}
+	for _, v := range []struct {
+		name          string
+		raw, posReady bool
+	}{{"whole", true, false}, {"without-raw", false, false}, {"positions-ready", true, true}, {"positions-ready-without-raw", false, true}} {
+		b.Run(v.name, func(b *testing.B) {
+			snap := store.EstateGuruSnapshot{Currency: p.Currency, CashCents: p.CashCents, Investments: store.InvestmentsOf(list)}
+			if v.raw {
+				snap.Raw = p.Raw
+			}
+			day := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				st, err := store.Open(ctx, b.TempDir(), store.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if v.posReady {
+					first, err := st.Connect(ctx, "first", estateguru.Name, "http://127.0.0.1", provider.Token{Refresh: "r"})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := st.SaveEstateGuru(ctx, first.ID, day, day, snap); err != nil {
+						b.Fatal(err)
+					}
+				}
+				c, err := st.Connect(ctx, "investor", estateguru.Name, "http://127.0.0.1", provider.Token{Refresh: "r"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if err := st.SaveEstateGuru(ctx, c.ID, day, day, snap); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				st.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(100_000*b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}
+
 // BenchmarkInvestments measures fetching and decoding a portfolio from the
 // sandbox (no added latency): transfer and exact decoding of every amount.
 func BenchmarkInvestments(b *testing.B) {
