@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"math/bits"
 	gosync "sync"
 )
 
@@ -157,13 +158,32 @@ func (t *writeTx) release() {
 
 // preparedTx is a write transaction whose statements are prepared once
 // per pool connection (database.prepared). Its statements must have fixed
-// texts, or texts from a small fixed set (a batch of 1 to 128 rows).
+// texts, or texts from a small fixed set: a statement for a number of rows
+// goes through inPowersOfTwo.
 type preparedTx struct {
 	d  *database
 	tx *sql.Tx
 }
 
 func (d *database) prepare(tx *sql.Tx) preparedTx { return preparedTx{d: d, tx: tx} }
+
+// inPowersOfTwo cuts n rows into runs whose sizes are powers of two,
+// largest first (100 rows: 64, 32, 4), and calls write for each with the
+// run's first row and size. A statement built for a number of rows then
+// comes in a handful of sizes, each prepared once per connection, however
+// the number of rows varies from one write to the next.
+func inPowersOfTwo(n int, write func(from, size int) error) error {
+	from := 0
+	for size := 1 << bits.Len(uint(n)); size > 0 && from < n; size >>= 1 {
+		if n-from >= size {
+			if err := write(from, size); err != nil {
+				return err
+			}
+			from += size
+		}
+	}
+	return nil
+}
 
 func (p preparedTx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	return p.d.txExec(ctx, p.tx, query, args...)

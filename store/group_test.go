@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	gosync "sync"
 	"testing"
 	"time"
@@ -172,5 +173,43 @@ func TestGroupCommitGivesUpAQueuedWrite(t *testing.T) {
 	s.snapshots.QueryRow(`SELECT count(*) FROM estateguru_snapshot`).Scan(&n)
 	if n != 0 {
 		t.Fatalf("%d snapshots written by a write given up, want 0", n)
+	}
+}
+
+// inPowersOfTwo covers every row once, in order, in runs of a few sizes.
+func TestInPowersOfTwo(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 3, 63, 64, 100, 511, 512} {
+		next := 0
+		err := inPowersOfTwo(n, func(from, size int) error {
+			if from != next || size&(size-1) != 0 || size == 0 {
+				t.Errorf("n=%d: run at %d of %d after %d rows", n, from, size, next)
+			}
+			next = from + size
+			return nil
+		})
+		if err != nil || next != n {
+			t.Errorf("n=%d: covered %d rows, %v", n, next, err)
+		}
+	}
+}
+
+// The prepared statements stay few whatever the portfolios' sizes: a
+// statement for a number of rows comes in power-of-two sizes only.
+func TestPreparedStatementsStayFew(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	id := connect(t, s, "eg", "estateguru")
+	for n := 1; n <= 300; n += 7 {
+		snap := portfolio(int64(n), n)
+		snap.Raw = []byte(strings.Repeat(`{"name":"x","value":"1.00"},`, n))
+		if err := s.SaveEstateGuru(ctx, id, day0.Add(time.Duration(n)*24*time.Hour), day0, snap); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := 0
+	s.snapshots.stmts.Range(func(_, _ any) bool { count++; return true })
+	t.Logf("%d statements", count)
+	if count > 60 {
+		t.Fatalf("%d statements prepared after portfolios of 43 sizes, want at most 60", count)
 	}
 }

@@ -140,21 +140,22 @@ func storeRaw(ctx context.Context, tx preparedTx, raw []byte, known map[[32]byte
 	var batch, shared []any
 	seen := map[int64]bool{} // a piece twice in one answer counts once
 	flush := func() error {
-		if len(batch) > 0 {
-			if _, err := tx.exec(ctx, "INSERT INTO estateguru_raw_chunk (id, refs, data) VALUES "+
-				repeatJoin("(?, 1, CAST(? AS TEXT))", len(batch)/2), batch...); err != nil {
-				return err
-			}
-			batch = batch[:0]
+		err := inPowersOfTwo(len(batch)/2, func(from, n int) error {
+			_, err := tx.exec(ctx, "INSERT INTO estateguru_raw_chunk (id, refs, data) VALUES "+
+				repeatJoin("(?, 1, CAST(? AS TEXT))", n), batch[2*from:2*(from+n)]...)
+			return err
+		})
+		if err != nil {
+			return err
 		}
-		if len(shared) > 0 {
-			if _, err := tx.exec(ctx, "UPDATE estateguru_raw_chunk SET refs = refs + 1 WHERE id IN ("+
-				repeatJoin("?", len(shared))+")", shared...); err != nil {
-				return err
-			}
-			shared = shared[:0]
-		}
-		return nil
+		batch = batch[:0]
+		err = inPowersOfTwo(len(shared), func(from, n int) error {
+			_, err := tx.exec(ctx, "UPDATE estateguru_raw_chunk SET refs = refs + 1 WHERE id IN ("+
+				repeatJoin("?", n)+")", shared[from:from+n]...)
+			return err
+		})
+		shared = shared[:0]
+		return err
 	}
 	list := make([]byte, 0, 8*len(raw)/256+2)
 	list = append(list, '[')

@@ -176,6 +176,9 @@ func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetche
 		if err != nil {
 			return err
 		}
+		if err := growPositions(ctx, tx, count); err != nil {
+			return err
+		}
 		// The pieces most likely repeated: those of the snapshot this one
 		// replaces, or else of the one before it.
 		from := prev.at
@@ -319,12 +322,47 @@ func insertInvestments(ctx context.Context, conn *sql.Conn, tx preparedTx, connI
 	if err != nil || rows == 0 {
 		return sum, count, err
 	}
-	last := make([]any, len(args))
-	for i, a := range args {
-		last[i] = a.Value
-	}
-	_, err = tx.exec(ctx, investmentInsert(rows), last...)
+	const perRow = 11
+	last := make([]any, 0, len(args))
+	err = inPowersOfTwo(rows, func(from, n int) error {
+		last = append(last[:0], connID, at)
+		for _, a := range args[2+perRow*from : 2+perRow*(from+n)] {
+			last = append(last, a.Value)
+		}
+		_, err := tx.exec(ctx, investmentInsert(n), last...)
+		return err
+	})
 	return sum, count, err
+}
+
+// positionBatch positions go into one INSERT (growPositions).
+const positionBatch = 512
+
+// growPositions makes estateguru_position (the numbers the history views
+// walk a snapshot's positions with) reach n, in batches of bound values.
+// The triggers on estateguru_snapshot would do it too, with a recursive
+// query: 130 ms for the first portfolio of 100,000 investments in a
+// database, against about 40 ms this way. They then find nothing to do.
+func growPositions(ctx context.Context, tx preparedTx, n int64) error {
+	var next int64
+	if err := tx.queryRow(ctx, "SELECT coalesce(max(k) + 1, 0) FROM estateguru_position").Scan(&next); err != nil {
+		return err
+	}
+	args := make([]any, 0, positionBatch)
+	for next < n {
+		args = args[:0]
+		for ; next < n && len(args) < positionBatch; next++ {
+			args = append(args, next)
+		}
+		err := inPowersOfTwo(len(args), func(from, size int) error {
+			_, err := tx.exec(ctx, "INSERT INTO estateguru_position (k) VALUES "+repeatJoin("(?)", size), args[from:from+size]...)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // investmentInsert is the INSERT of n rows: (?1, ?2, ...) repeats the
