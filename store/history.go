@@ -160,7 +160,11 @@ func storeRaw(ctx context.Context, tx preparedTx, raw []byte, known map[[32]byte
 	list := make([]byte, 0, 8*len(raw)/256+2)
 	list = append(list, '[')
 	for i, piece := range chunkRaw(raw) {
-		id, ok := known[sha256.Sum256(piece)]
+		var id int64
+		ok := false
+		if len(known) > 0 { // nothing to share with: no need to hash (a first snapshot)
+			id, ok = known[sha256.Sum256(piece)]
+		}
 		if !ok {
 			id = next
 			next++
