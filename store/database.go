@@ -45,7 +45,9 @@ func newDatabase(db *sql.DB) *database {
 // it and keeps it there; tx.StmtContext uses that copy.
 //
 // Only fixed texts belong here (the cache is never emptied), not a
-// statement built for a number of rows that varies.
+// statement built for a number of rows that varies. Preparing takes a pool
+// connection of its own: a pool limited to one connection would wait for
+// ever inside a transaction (syncer's pools are not limited).
 func (d *database) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 	if st, ok := d.stmts.Load(query); ok {
 		return st.(*sql.Stmt), nil

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	gosync "sync"
@@ -29,6 +30,9 @@ type groupWrite struct {
 	ctx   context.Context
 	write func(ctx context.Context, conn *sql.Conn, tx *sql.Tx) error
 	done  chan error // buffered: the leader never waits for the caller
+	// panicked is the value of a panic in write, re-raised in the
+	// caller's goroutine (group), where its own recover is.
+	panicked any
 }
 
 // writeQueue holds the writes waiting for a database's write gate.
@@ -38,16 +42,31 @@ type writeQueue struct {
 	commits atomic.Int64 // group commits so far (the tests count them)
 }
 
+// maxBatch bounds the writes committed together: after a long hold of the
+// gate (a checkpoint, retention) the queue may be long, and one failing
+// commit fails its whole batch.
+const maxBatch = 128
+
+// errBatchAborted is the error of a write whose shared transaction another
+// write of the batch ended (an I/O error, a full disk): nothing of it was
+// written. It does not wrap the other write's error, which is its own
+// caller's.
+var errBatchAborted = errors.New("not written: a write committed with it in the same transaction failed, and the transaction with it")
+
 // group runs write in a write transaction, under the write gate, with
 // whatever other writes queued meanwhile. The caller that takes the gate
-// writes the whole queue (its own write and the others') and commits; the
-// others wait for its word. write must do only the database work (no
-// waiting on anything else): the others wait while it runs.
+// writes the queue (its own write and the others', up to maxBatch) and
+// commits; the others wait for its word. write must do only the database
+// work (no waiting on anything else): the others wait while it runs.
 //
 // A write that returns an error is rolled back alone (ROLLBACK TO its
-// savepoint) and that error is its caller's. When the transaction itself
-// fails (the commit, or an error that ends the transaction), every write of
-// the batch gets that error, as each would have met it alone.
+// savepoint) and that error is its caller's. In a batch a write runs to its
+// end even if its caller gives up meanwhile (SQLite would roll back the
+// whole transaction on an interrupted statement), and is then rolled back
+// alone. When the transaction itself fails, the write that ended it gets
+// its error, the others errBatchAborted, and the commit's error goes to
+// every write of the batch. A panic in write is re-raised in its caller's
+// goroutine, after its savepoint is rolled back.
 func (d *database) group(ctx context.Context, write func(ctx context.Context, conn *sql.Conn, tx *sql.Tx) error) error {
 	w := &groupWrite{ctx: ctx, write: write, done: make(chan error, 1)}
 	d.queue.mu.Lock()
@@ -56,19 +75,28 @@ func (d *database) group(ctx context.Context, write func(ctx context.Context, co
 	for {
 		select {
 		case err := <-w.done:
+			if w.panicked != nil {
+				panic(w.panicked)
+			}
 			return err
 		case d.gate <- struct{}{}:
-			// Every write queued before the gate was taken is written by
-			// whoever holds it, so after this batch w is done (by this
-			// leader or an earlier one).
-			d.writeBatch(d.takeQueue())
-			<-d.gate
+			// Writes queued before the gate was taken are written by
+			// whoever holds it; w too, by this leader or an earlier one,
+			// unless the queue was longer than a batch.
+			func() {
+				defer func() { <-d.gate }()
+				d.writeBatch(d.takeQueue())
+			}()
 		case <-ctx.Done():
 			if d.dequeue(w) {
 				return ctx.Err()
 			}
 			// A leader has it: its outcome is the answer.
-			return <-w.done
+			err := <-w.done
+			if w.panicked != nil {
+				panic(w.panicked)
+			}
+			return err
 		}
 	}
 }
@@ -76,8 +104,9 @@ func (d *database) group(ctx context.Context, write func(ctx context.Context, co
 func (d *database) takeQueue() []*groupWrite {
 	d.queue.mu.Lock()
 	defer d.queue.mu.Unlock()
-	batch := d.queue.waiting
-	d.queue.waiting = nil
+	n := min(len(d.queue.waiting), maxBatch)
+	batch := slices.Clone(d.queue.waiting[:n])
+	d.queue.waiting = slices.Delete(d.queue.waiting, 0, n)
 	return batch
 }
 
@@ -94,9 +123,7 @@ func (d *database) dequeue(w *groupWrite) bool {
 }
 
 // writeBatch writes a batch in one transaction and tells each write its
-// outcome. The transaction is not tied to any one caller's context: a
-// caller that gives up only loses its own write (its statements run with
-// its context).
+// outcome. The transaction is not tied to any one caller's context.
 func (d *database) writeBatch(batch []*groupWrite) {
 	if len(batch) == 0 {
 		return
@@ -109,6 +136,18 @@ func (d *database) writeBatch(batch []*groupWrite) {
 		}
 		w.done <- results[i]
 	}
+}
+
+// run runs w's write with ctx, turning a panic into an error (and keeping
+// its value for the caller).
+func (w *groupWrite) run(ctx context.Context, conn *sql.Conn, tx *sql.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.panicked = p
+			err = fmt.Errorf("store: a write panicked: %v", p)
+		}
+	}()
+	return w.write(ctx, conn, tx)
 }
 
 func (d *database) writeBatchTx(batch []*groupWrite, results []error) error {
@@ -124,12 +163,13 @@ func (d *database) writeBatchTx(batch []*groupWrite, results []error) error {
 	}
 	defer tx.Rollback()
 	if len(batch) == 1 {
-		// Alone: its error is the transaction's.
+		// Alone: its error is the transaction's, and its caller's
+		// cancellation may interrupt it.
 		w := batch[0]
 		if err := w.ctx.Err(); err != nil {
 			return err
 		}
-		if err := w.write(w.ctx, conn, tx); err != nil {
+		if err := w.run(w.ctx, conn, tx); err != nil {
 			return err
 		}
 		return d.commit(tx)
@@ -142,12 +182,21 @@ func (d *database) writeBatchTx(batch []*groupWrite, results []error) error {
 		if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
 			return err
 		}
-		if err := w.write(w.ctx, conn, tx); err != nil {
+		err := w.run(context.WithoutCancel(w.ctx), conn, tx)
+		if err == nil && w.ctx.Err() != nil {
+			err = w.ctx.Err() // its caller gave up meanwhile: not kept
+		}
+		if err != nil {
 			results[i] = err
-			// Some errors (an interrupt, a full disk) end the whole
+			// Some errors (an I/O error, a full disk) end the whole
 			// transaction: then this rollback fails and the batch with it.
 			if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO w"); rerr != nil {
-				return fmt.Errorf("%w (and the rest of its batch could not be kept: %w)", err, rerr)
+				for j := range batch {
+					if j != i && results[j] == nil {
+						results[j] = errBatchAborted
+					}
+				}
+				return nil
 			}
 		}
 		if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {

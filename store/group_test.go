@@ -213,3 +213,116 @@ func TestPreparedStatementsStayFew(t *testing.T) {
 		t.Fatalf("%d statements prepared after portfolios of 43 sizes, want at most 60", count)
 	}
 }
+
+// A write whose caller gives up while the batch is being written is rolled
+// back alone; the writes committed with it are kept (an interrupted
+// statement would have rolled back the whole transaction).
+func TestGroupCommitKeepsTheBatchWhenOneCallerGivesUp(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	quitter := connect(t, s, "quitter", "estateguru")
+	keeper := connect(t, s, "keeper", "estateguru")
+	release := holdGate(t, s.snapshots)
+	ctx, cancel := context.WithCancel(context.Background())
+	snap := portfolio(1, 500)
+	rows := snap.Investments
+	snap.Investments = func(yield func(Investment, error) bool) {
+		i := 0
+		for inv, err := range rows {
+			if i++; i == 250 {
+				cancel() // the caller gives up half-way through its rows
+			}
+			if !yield(inv, err) {
+				return
+			}
+		}
+	}
+	quit := make(chan error, 1)
+	go func() { quit <- s.SaveEstateGuru(ctx, quitter, day0, day0, snap) }()
+	waitQueued(t, s.snapshots, 1)
+	keep := make(chan error, 1)
+	go func() { keep <- s.SetState(context.Background(), keeper, StateReauthRequired, "invalid_grant") }()
+	waitQueued(t, s.snapshots, 2)
+	release()
+	if err := <-quit; !errors.Is(err, context.Canceled) {
+		t.Errorf("the write given up: err = %v, want context.Canceled", err)
+	}
+	if err := <-keep; err != nil {
+		t.Fatalf("the write committed beside it: %v", err)
+	}
+	var state string
+	var n int
+	s.snapshots.QueryRow("SELECT state FROM connection WHERE id = ?", keeper).Scan(&state)
+	s.snapshots.QueryRow("SELECT count(*) FROM estateguru_investment WHERE connection_id = ?", quitter).Scan(&n)
+	if state != StateReauthRequired || n != 0 {
+		t.Fatalf("state %q and %d rows of the write given up; want %q and 0", state, n, StateReauthRequired)
+	}
+}
+
+// A panic in a write reaches its own caller, after its savepoint is rolled
+// back; the writes beside it are committed, and the database takes writes
+// afterwards (the gate is not left held).
+func TestGroupCommitPanicReachesItsCaller(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	bad := connect(t, s, "bad", "estateguru")
+	good := connect(t, s, "good", "estateguru")
+	release := holdGate(t, s.snapshots)
+	snap := portfolio(1, 10)
+	snap.Investments = func(yield func(Investment, error) bool) {
+		yield(Investment{LoanID: "EE1"}, nil)
+		panic("decoder bug")
+	}
+	recovered := make(chan any, 1)
+	go func() {
+		defer func() { recovered <- recover() }()
+		s.SaveEstateGuru(context.Background(), bad, day0, day0, snap)
+	}()
+	waitQueued(t, s.snapshots, 1)
+	ok := make(chan error, 1)
+	go func() { ok <- s.SaveEstateGuru(context.Background(), good, day0, day0, portfolio(2, 3)) }()
+	waitQueued(t, s.snapshots, 2)
+	release()
+	if p := <-recovered; p != "decoder bug" {
+		t.Fatalf("the caller recovered %v, want its own panic", p)
+	}
+	if err := <-ok; err != nil {
+		t.Fatalf("the write beside it: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.SetState(context.Background(), good, StateActive, "") }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write after the panic never ran: the gate was left held")
+	}
+	var n int
+	s.snapshots.QueryRow("SELECT count(*) FROM estateguru_investment WHERE connection_id = ?", bad).Scan(&n)
+	if n != 0 {
+		t.Fatalf("%d rows of the write that panicked, want 0", n)
+	}
+}
+
+// The same with the caller giving up at any moment, in the middle of a
+// statement too: SQLite would roll back the whole transaction on an
+// interrupted statement, so a write in a batch is not interrupted.
+func TestGroupCommitIsNotInterruptedInABatch(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	quitter := connect(t, s, "quitter", "estateguru")
+	keeper := connect(t, s, "keeper", "estateguru")
+	release := holdGate(t, s.snapshots)
+	ctx, cancel := context.WithCancel(context.Background())
+	quit := make(chan error, 1)
+	go func() { quit <- s.SaveEstateGuru(ctx, quitter, day0, day0, portfolio(1, 100_000)) }()
+	waitQueued(t, s.snapshots, 1)
+	keep := make(chan error, 1)
+	go func() { keep <- s.SetState(context.Background(), keeper, StateReauthRequired, "invalid_grant") }()
+	waitQueued(t, s.snapshots, 2)
+	release()
+	time.AfterFunc(30*time.Millisecond, cancel)
+	<-quit
+	if err := <-keep; err != nil {
+		t.Fatalf("the write committed beside the one given up: %v", err)
+	}
+}

@@ -95,16 +95,28 @@ func (l *connLocks) try(dataDir string, connID int64) (unlock func(), err error)
 		return nil, fileError(l.file.Name(), "lock", err)
 	}
 	l.held[connID] = true
+	// Once only, and only on the file it was taken through: a second call,
+	// or one after the store was closed (which released it) and opened
+	// again, must not release a lock another turn holds now.
+	f := l.file
+	var once sync.Once
 	return func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		_ = l.fcntl(connID, unix.F_UNLCK)
-		delete(l.held, connID)
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.file != f {
+				return
+			}
+			_ = fcntlLock(f, connID, unix.F_UNLCK)
+			delete(l.held, connID)
+		})
 	}, nil
 }
 
-func (l *connLocks) fcntl(connID int64, typ int16) error {
-	return unix.FcntlFlock(l.file.Fd(), unix.F_OFD_SETLK, &unix.Flock_t{Type: typ, Whence: 0, Start: connID, Len: 1})
+func (l *connLocks) fcntl(connID int64, typ int16) error { return fcntlLock(l.file, connID, typ) }
+
+func fcntlLock(f *os.File, connID int64, typ int16) error {
+	return unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &unix.Flock_t{Type: typ, Whence: 0, Start: connID, Len: 1})
 }
 
 // close closes the lock file, releasing every lock still held.

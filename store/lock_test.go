@@ -69,3 +69,33 @@ func TestLockConnectionExcludesTurnsAndProcesses(t *testing.T) {
 		t.Errorf("locks/ holds %d files, want 1 (one file for every connection)", len(entries))
 	}
 }
+
+// An unlock called twice does not release the lock another turn took since.
+func TestUnlockTwiceLeavesTheNextHoldersLock(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	first, err := a.LockConnection(ctx, 3, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first()
+	second, err := a.LockConnection(ctx, 3, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second()
+	first() // again, late
+	if _, err := b.LockConnection(ctx, 3, 30*time.Millisecond); !errors.Is(err, ErrLockTimeout) {
+		t.Fatalf("another process got the lock the second turn holds: %v", err)
+	}
+}

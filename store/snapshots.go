@@ -270,7 +270,21 @@ func insertInvestments(ctx context.Context, conn *sql.Conn, tx preparedTx, connI
 	}
 	args := make([]driver.NamedValue, 0, 2+investmentBatch*11)
 	rows := 0
-	err = conn.Raw(func(dc any) error {
+	// A panic in the sequence (the caller's code) must not unwind through
+	// conn.Raw: database/sql then closes the connection, which waits for
+	// the transaction open on it, for ever. It is raised again after.
+	var panicked any
+	defer func() {
+		if panicked != nil {
+			panic(panicked)
+		}
+	}()
+	err = conn.Raw(func(dc any) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				panicked, err = p, errors.New("the investments' sequence panicked")
+			}
+		}()
 		prep, ok := dc.(driver.ConnPrepareContext)
 		if !ok {
 			return fmt.Errorf("store: the sqlite driver (%T) cannot prepare statements with a context", dc)
@@ -386,8 +400,8 @@ func repeatJoin(s string, n int) string {
 }
 
 // recordSuccess records the snapshot's time on its connection. A
-// connection gone meanwhile fails the write here, before its commit: the
-// snapshot's foreign key on it would otherwise fail the commit, and with it
+// connection gone meanwhile fails the write (its snapshot row's foreign key
+// already does, at the INSERT): never at the commit, where it would fail
 // every other write committed in the same batch (group).
 func recordSuccess(ctx context.Context, tx preparedTx, connID int64, at time.Time) error {
 	res, err := tx.exec(ctx, `UPDATE connection SET last_success_at = ?, last_error = NULL, updated_at = ?

@@ -149,7 +149,15 @@ func (ts *tokenSource) refresh(ctx context.Context) error {
 	// either way. settle waits for the save before the next refresh and
 	// before the connection's outcome is recorded.
 	save := &tokenSave{done: make(chan error, 1), tok: fresh, replaces: ts.tok.Refresh}
-	go func() { save.done <- ts.store.SaveToken(context.WithoutCancel(ctx), ts.connID, fresh) }()
+	go func() {
+		defer func() {
+			// Not the process's end: the token is kept in memory (settle).
+			if p := recover(); p != nil {
+				save.done <- fmt.Errorf("internal error while saving: %v", provider.ScrubText(fmt.Sprint(p), fresh.Secrets()...))
+			}
+		}()
+		save.done <- ts.store.SaveToken(context.WithoutCancel(ctx), ts.connID, fresh)
+	}()
 	ts.saving = save
 	ts.tok = fresh
 	ts.log.Debug("token refreshed", "access_expires_at", fresh.AccessExpiresAt, "refresh_expires_at", fresh.RefreshExpiresAt)
@@ -175,6 +183,9 @@ func (ts *tokenSource) settle() error {
 		ts.log.Warn("refreshed token saved, but its expiry was not copied to the reports", "error", err.Error())
 		return nil
 	default:
+		// The vault failed a write: the next refresh checks it again
+		// first, whatever check passed within the last second.
+		ts.writable.forget()
 		ts.kept.keep(ts.connID, keptToken{tok: save.tok, replaces: save.replaces})
 		return fmt.Errorf("saving the refreshed token: %w (%w)", err, ErrTokenKept)
 	}
@@ -193,6 +204,13 @@ type writeCheck struct {
 
 // writableFor is how long a passed write check holds.
 const writableFor = time.Second
+
+// forget makes the next check ask the vault again.
+func (w *writeCheck) forget() {
+	w.mu.Lock()
+	w.passed = time.Time{}
+	w.mu.Unlock()
+}
 
 func (w *writeCheck) check(ctx context.Context, st Store, now func() time.Time) error {
 	w.mu.Lock()
