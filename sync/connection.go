@@ -126,7 +126,7 @@ func (s *Syncer) syncConnection(ctx context.Context, runID int64, c store.Connec
 }
 
 // fetchAndSave fetches the connection's data with a fresh access token and
-// stores it, holding a save slot for the store's writer.
+// stores it, holding a share of the save budget for the store's writer.
 func (s *Syncer) fetchAndSave(ctx context.Context, c store.Connection, p Provider, tokens *tokenSource, turn *turn, log *slog.Logger) error {
 	access, err := tokens.Token(ctx)
 	if err != nil {

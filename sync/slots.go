@@ -88,9 +88,9 @@ func (t *turn) toSave(ctx context.Context, size int) error {
 
 // toNetwork is the way back, for a connection that must talk to its
 // provider again (a retry after an error answer found while storing). It
-// gives its save slot back first and holds nothing while it waits for a
-// network slot: holding the save slot meanwhile could deadlock with
-// connections that hold network slots and wait for a save slot.
+// gives its save share back first and holds nothing while it waits for a
+// network slot: holding the save share meanwhile could deadlock with
+// connections that hold network slots and wait for a save share.
 func (t *turn) toNetwork(ctx context.Context) error {
 	if t.network {
 		return nil
