@@ -214,6 +214,20 @@ func TestPreparedStatementsStayFew(t *testing.T) {
 	}
 }
 
+// batchBesideAQuitter queues, while the gate is held, quitter's snapshot
+// under ctx (which the test cancels) and then keeper's re-login state,
+// lets the batch go, and returns their outcomes.
+func batchBesideAQuitter(t *testing.T, s *Store, release func(), ctx context.Context, quitter int64, snap EstateGuruSnapshot, keeper int64) (quit, keep chan error) {
+	t.Helper()
+	quit, keep = make(chan error, 1), make(chan error, 1)
+	go func() { quit <- s.SaveEstateGuru(ctx, quitter, day0, day0, snap) }()
+	waitQueued(t, s.snapshots, 1)
+	go func() { keep <- s.SetState(context.Background(), keeper, StateReauthRequired, "invalid_grant") }()
+	waitQueued(t, s.snapshots, 2)
+	release()
+	return quit, keep
+}
+
 // A write whose caller gives up while the batch is being written is rolled
 // back alone; the writes committed with it are kept (an interrupted
 // statement would have rolled back the whole transaction).
@@ -236,13 +250,7 @@ func TestGroupCommitKeepsTheBatchWhenOneCallerGivesUp(t *testing.T) {
 			}
 		}
 	}
-	quit := make(chan error, 1)
-	go func() { quit <- s.SaveEstateGuru(ctx, quitter, day0, day0, snap) }()
-	waitQueued(t, s.snapshots, 1)
-	keep := make(chan error, 1)
-	go func() { keep <- s.SetState(context.Background(), keeper, StateReauthRequired, "invalid_grant") }()
-	waitQueued(t, s.snapshots, 2)
-	release()
+	quit, keep := batchBesideAQuitter(t, s, release, ctx, quitter, snap, keeper)
 	if err := <-quit; !errors.Is(err, context.Canceled) {
 		t.Errorf("the write given up: err = %v, want context.Canceled", err)
 	}
@@ -313,13 +321,7 @@ func TestGroupCommitIsNotInterruptedInABatch(t *testing.T) {
 	keeper := connect(t, s, "keeper", "estateguru")
 	release := holdGate(t, s.snapshots)
 	ctx, cancel := context.WithCancel(context.Background())
-	quit := make(chan error, 1)
-	go func() { quit <- s.SaveEstateGuru(ctx, quitter, day0, day0, portfolio(1, 100_000)) }()
-	waitQueued(t, s.snapshots, 1)
-	keep := make(chan error, 1)
-	go func() { keep <- s.SetState(context.Background(), keeper, StateReauthRequired, "invalid_grant") }()
-	waitQueued(t, s.snapshots, 2)
-	release()
+	quit, keep := batchBesideAQuitter(t, s, release, ctx, quitter, portfolio(1, 100_000), keeper)
 	time.AfterFunc(30*time.Millisecond, cancel)
 	<-quit
 	if err := <-keep; err != nil {

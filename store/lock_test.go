@@ -17,16 +17,7 @@ import (
 func TestLockConnectionExcludesTurnsAndProcesses(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	a, err := Open(ctx, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := Open(ctx, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := openStore(t, dir), openStore(t, dir) // two processes' stores
 
 	unlock, err := a.LockConnection(ctx, 7, time.Second)
 	if err != nil {
@@ -74,16 +65,7 @@ func TestLockConnectionExcludesTurnsAndProcesses(t *testing.T) {
 func TestUnlockTwiceLeavesTheNextHoldersLock(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	a, err := Open(ctx, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := Open(ctx, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := openStore(t, dir), openStore(t, dir) // two processes' stores
 	first, err := a.LockConnection(ctx, 3, time.Second)
 	if err != nil {
 		t.Fatal(err)

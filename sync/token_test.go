@@ -41,6 +41,22 @@ func (f *rotatingEstateGuru) Fetch(context.Context, provider.Secret) (Snapshot, 
 	return answered(sampleAnswer(), nil)
 }
 
+// rotatingStore is a store with one EstateGuru connection, "eg", holding
+// the refresh token rotatingEstateGuru{valid: "refresh-0"} takes.
+func rotatingStore(t *testing.T) (*store.Store, store.Connection) {
+	t.Helper()
+	st, err := store.Open(context.Background(), t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	c, err := st.Connect(context.Background(), "eg", estateguru.Name, "https://estateguru.invalid", provider.Token{Refresh: "refresh-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, c
+}
+
 // failingTokenStore fails the first SaveToken, as a disk that filled after
 // the write check would.
 type failingTokenStore struct {
@@ -60,14 +76,7 @@ func (f *failingTokenStore) SaveToken(ctx context.Context, connID int64, tok pro
 // stored one.
 func TestARotatedTokenThatCouldNotBeSavedIsSavedByTheNextRun(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Connect(ctx, "eg", estateguru.Name, "https://estateguru.invalid", provider.Token{Refresh: "refresh-0"}); err != nil {
-		t.Fatal(err)
-	}
+	st, _ := rotatingStore(t)
 	eg := &rotatingEstateGuru{valid: "refresh-0"}
 	logs := &logBuffer{}
 	s := newTestSyncer(&failingTokenStore{Store: st}, eg, logs)
@@ -102,15 +111,7 @@ func TestARotatedTokenThatCouldNotBeSavedIsSavedByTheNextRun(t *testing.T) {
 // a disconnect and connect, the new login's token is the one used and kept.
 func TestAKeptTokenNeverOverwritesAReconnect(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	c, err := st.Connect(ctx, "eg", estateguru.Name, "https://estateguru.invalid", provider.Token{Refresh: "refresh-0"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, c := rotatingStore(t)
 	eg := &rotatingEstateGuru{valid: "refresh-0"}
 	s := newTestSyncer(&failingTokenStore{Store: st}, eg, &logBuffer{})
 	if sum, err := s.Run(ctx, TriggerOnce, nil); err != nil || sum.Failed != 1 {
@@ -150,15 +151,7 @@ func (u unmirroredTokenStore) SaveToken(ctx context.Context, connID int64, tok p
 // neither kept in memory as unsaved nor reported as a failure.
 func TestARotatedTokenSavedWithoutItsExpiryMirrorIsUsed(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	c, err := st.Connect(ctx, "eg", estateguru.Name, "https://estateguru.invalid", provider.Token{Refresh: "refresh-0"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, c := rotatingStore(t)
 	eg := &rotatingEstateGuru{valid: "refresh-0"}
 	logs := &logBuffer{}
 	s := newTestSyncer(unmirroredTokenStore{st}, eg, logs)
@@ -213,14 +206,7 @@ func (f *fetchSignalling) Fetch(ctx context.Context, access provider.Secret) (Sn
 // requests. It is still durable before the run records the connection.
 func TestARefreshedTokenIsSavedWhileTheDataIsFetched(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Connect(ctx, "eg", estateguru.Name, "https://estateguru.invalid", provider.Token{Refresh: "refresh-0"}); err != nil {
-		t.Fatal(err)
-	}
+	st, _ := rotatingStore(t)
 	fetched := make(chan struct{})
 	eg := &fetchSignalling{rotatingEstateGuru: &rotatingEstateGuru{valid: "refresh-0"}, fetched: fetched}
 	logs := &logBuffer{}
