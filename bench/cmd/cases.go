@@ -279,7 +279,7 @@ func writePathCase(ctx context.Context, c config, work string, step func(string,
 		if err != nil {
 			return nil, err
 		}
-		if got, err := countRows(ctx, idir); err != nil || got != n {
+		if got, err := countRows(ctx, idir, "estateguru_investment"); err != nil || got != n {
 			return nil, fmt.Errorf("sqlite3 .import stored %d rows (%v), want %d", got, err, n)
 		}
 		adir := filepath.Join(work, fmt.Sprintf("import-all-%d", i+1))
@@ -293,8 +293,15 @@ func writePathCase(ctx context.Context, c config, work string, step func(string,
 		if err != nil {
 			return nil, err
 		}
-		if got, err := countRows(ctx, adir); err != nil || got != n {
-			return nil, fmt.Errorf("sqlite3 .import of everything stored %d rows (%v), want %d", got, err, n)
+		// The same work: as many rows in each table as syncer stored.
+		for _, table := range []string{"estateguru_investment", "estateguru_raw_chunk", "estateguru_position", "estateguru_snapshot"} {
+			want, err := countRows(ctx, dir, table)
+			if err != nil {
+				return nil, err
+			}
+			if got, err := countRows(ctx, adir, table); err != nil || got != want {
+				return nil, fmt.Errorf("sqlite3 .import of everything stored %d rows in %s (%v), syncer %d", got, table, err, want)
+			}
 		}
 		ms, imports, importsAll = append(ms, m[0]), append(imports, im), append(importsAll, all)
 		ratios = append(ratios, ratio(im.wall, m[0].wall))
@@ -320,14 +327,14 @@ func writePathCase(ctx context.Context, c config, work string, step func(string,
 	}, nil
 }
 
-func countRows(ctx context.Context, dir string) (int, error) {
+func countRows(ctx context.Context, dir, table string) (int, error) {
 	db, err := store.OpenReports(ctx, dir)
 	if err != nil {
 		return 0, err
 	}
 	defer db.Close()
 	var n int
-	err = db.QueryRowContext(ctx, "SELECT count(*) FROM estateguru_investment").Scan(&n)
+	err = db.QueryRowContext(ctx, "SELECT count(*) FROM "+table).Scan(&n)
 	return n, err
 }
 
