@@ -109,7 +109,7 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 		return recordSuccess(ctx, tx, connID, fetchedAt)
 	})
 	if err == nil {
-		s.rows.add("everreal", 1+int64(len(snap.Companies)))
+		s.rows.Add("everreal", 1+int64(len(snap.Companies)))
 	}
 	return err
 }
@@ -221,7 +221,7 @@ func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetche
 		return recordSuccess(ctx, tx, connID, fetchedAt)
 	})
 	if err == nil {
-		s.rows.add("estateguru", written)
+		s.rows.Add("estateguru", written)
 	}
 	// The sequence's own error is the caller's, not a fault of the file.
 	if se, ok := errors.AsType[sequenceError](err); ok {

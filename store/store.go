@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -52,16 +53,18 @@ type Store struct {
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 
-	rows rowCounter
+	rows RowCounter
 }
 
-// rowCounter counts the snapshot rows committed, by provider.
-type rowCounter struct {
+// RowCounter counts the snapshot rows committed, by provider; both stores
+// (this one and pgstore) keep one for the metrics. The zero value is ready.
+type RowCounter struct {
 	mu sync.Mutex
 	n  map[string]int64
 }
 
-func (r *rowCounter) add(provider string, n int64) {
+// Add counts n more rows of a provider.
+func (r *RowCounter) Add(provider string, n int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.n == nil {
@@ -70,18 +73,17 @@ func (r *rowCounter) add(provider string, n int64) {
 	r.n[provider] += n
 }
 
+// Counts returns a copy of the counts so far, by provider.
+func (r *RowCounter) Counts() map[string]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.n)
+}
+
 // RowsWritten returns how many snapshot rows (a snapshot row and its
 // companies or investments) this Store has committed since it was opened,
 // by provider.
-func (s *Store) RowsWritten() map[string]int64 {
-	s.rows.mu.Lock()
-	defer s.rows.mu.Unlock()
-	out := make(map[string]int64, len(s.rows.n))
-	for k, v := range s.rows.n {
-		out[k] = v
-	}
-	return out
-}
+func (s *Store) RowsWritten() map[string]int64 { return s.rows.Counts() }
 
 // Options tune Open.
 type Options struct {

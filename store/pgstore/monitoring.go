@@ -8,40 +8,16 @@ package pgstore
 import (
 	"context"
 	"errors"
-	stdsync "sync"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/syncerhq/syncer/store"
 )
 
-// rowCounter counts the snapshot rows committed, by provider.
-type rowCounter struct {
-	mu stdsync.Mutex
-	n  map[string]int64
-}
-
-func (r *rowCounter) add(provider string, n int64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.n == nil {
-		r.n = map[string]int64{}
-	}
-	r.n[provider] += n
-}
-
 // RowsWritten returns how many snapshot rows (a snapshot row and its
 // companies or investments) this Store has committed since it was opened,
 // by provider.
-func (s *Store) RowsWritten() map[string]int64 {
-	s.rows.mu.Lock()
-	defer s.rows.mu.Unlock()
-	out := make(map[string]int64, len(s.rows.n))
-	for k, v := range s.rows.n {
-		out[k] = v
-	}
-	return out
-}
+func (s *Store) RowsWritten() map[string]int64 { return s.rows.Counts() }
 
 // NotifyStates returns every connection's notify state, by connection id.
 func (s *Store) NotifyStates(ctx context.Context) (map[int64]store.NotifyState, error) {

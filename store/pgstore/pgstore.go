@@ -84,7 +84,7 @@ type Store struct {
 	// claims are the connections whose turn this process holds.
 	claims map[int64]*claim
 
-	rows rowCounter
+	rows store.RowCounter
 }
 
 // Open connects, migrates and checks the token key. Every error about the

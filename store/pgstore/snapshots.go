@@ -50,7 +50,7 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 		return s.recordSuccess(ctx, tx, connID, fetchedAt)
 	})
 	if err == nil {
-		s.rows.add("everreal", 1+int64(len(snap.Companies)))
+		s.rows.Add("everreal", 1+int64(len(snap.Companies)))
 	}
 	return err
 }
@@ -122,7 +122,7 @@ func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetche
 		return seqErr
 	}
 	if err == nil {
-		s.rows.add("estateguru", written)
+		s.rows.Add("estateguru", written)
 	}
 	return err
 }
