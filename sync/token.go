@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	stdsync "sync"
 	"time"
 
@@ -66,14 +67,32 @@ func (s *Syncer) newTokenSource(ctx context.Context, c store.Connection, p Provi
 	}
 	if u, ok := ts.kept.take(connID); ok && u.replaces == ts.tok.Refresh {
 		ts.secrets = append(ts.secrets, u.tok.Secrets()...)
-		if err := s.Store.SaveToken(context.WithoutCancel(ctx), connID, u.tok); err != nil {
+		err := saveToken(ctx, s.Store, connID, u.tok, ts.secrets)
+		switch {
+		case err == nil:
+			log.Info("saved the token refreshed in an earlier run")
+		case errors.Is(err, store.ErrExpiryNotMirrored):
+			// Durable in the vault, as settle says of a fresh token.
+			log.Warn("saved the token refreshed in an earlier run, but its expiry was not copied to the reports", "error", err.Error())
+		default:
 			ts.kept.keep(connID, u)
 			return ts, fmt.Errorf("the token refreshed in an earlier run still cannot be saved (it stays in memory): %w", err)
 		}
-		log.Info("saved the token refreshed in an earlier run")
 		ts.tok = u.tok
 	}
 	return ts, nil
+}
+
+// saveToken saves a refreshed token. A panic in the store comes back as an
+// error, its text scrubbed of the secrets, so that the caller keeps the
+// token in memory instead of losing it with the goroutine.
+func saveToken(ctx context.Context, st Store, connID int64, tok provider.Token, secrets []string) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("internal error while saving: %v", provider.ScrubText(fmt.Sprint(p), secrets...))
+		}
+	}()
+	return st.SaveToken(context.WithoutCancel(ctx), connID, tok)
 }
 
 // Token returns an access token, refreshing first if it is missing,
@@ -120,6 +139,12 @@ var ErrTokenKept = errors.New("it is kept in memory and saved by this process's 
 const grantGrace = 5 * time.Second
 
 func (ts *tokenSource) refresh(ctx context.Context) error {
+	// A stopped run asks for no new grant: the grace below is for a grant
+	// already sent, and a write check that passed within the last second
+	// would not notice the stop.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if ts.mayRefresh != nil {
 		if err := ts.mayRefresh(ctx); err != nil {
 			return err
@@ -149,15 +174,8 @@ func (ts *tokenSource) refresh(ctx context.Context) error {
 	// either way. settle waits for the save before the next refresh and
 	// before the connection's outcome is recorded.
 	save := &tokenSave{done: make(chan error, 1), tok: fresh, replaces: ts.tok.Refresh}
-	go func() {
-		defer func() {
-			// Not the process's end: the token is kept in memory (settle).
-			if p := recover(); p != nil {
-				save.done <- fmt.Errorf("internal error while saving: %v", provider.ScrubText(fmt.Sprint(p), fresh.Secrets()...))
-			}
-		}()
-		save.done <- ts.store.SaveToken(context.WithoutCancel(ctx), ts.connID, fresh)
-	}()
+	secrets := slices.Clone(ts.secrets)
+	go func() { save.done <- saveToken(ctx, ts.store, ts.connID, fresh, secrets) }()
 	ts.saving = save
 	ts.tok = fresh
 	ts.log.Debug("token refreshed", "access_expires_at", fresh.AccessExpiresAt, "refresh_expires_at", fresh.RefreshExpiresAt)
@@ -199,7 +217,10 @@ func (ts *tokenSource) settle() error {
 // value is ready to use.
 type writeCheck struct {
 	mu     stdsync.Mutex
-	passed time.Time // when a check last passed
+	passed time.Time // when the last check that passed began
+	// forgotten counts forget calls: a check under way while a save
+	// failed does not count as passed.
+	forgotten uint64
 }
 
 // writableFor is how long a passed write check holds.
@@ -209,21 +230,28 @@ const writableFor = time.Second
 func (w *writeCheck) forget() {
 	w.mu.Lock()
 	w.passed = time.Time{}
+	w.forgotten++
 	w.mu.Unlock()
 }
 
 func (w *writeCheck) check(ctx context.Context, st Store, now func() time.Time) error {
 	w.mu.Lock()
 	fresh := !w.passed.IsZero() && now().Sub(w.passed) < writableFor
+	forgotten := w.forgotten
 	w.mu.Unlock()
 	if fresh {
 		return nil
 	}
+	began := now()
 	if err := st.CheckWritable(ctx); err != nil {
 		return err
 	}
 	w.mu.Lock()
-	w.passed = now()
+	// A save that failed while this check was under way says more about
+	// the vault now than this check did: the next refresh checks again.
+	if w.forgotten == forgotten {
+		w.passed = began
+	}
 	w.mu.Unlock()
 	return nil
 }

@@ -223,3 +223,90 @@ func TestARefreshedTokenIsSavedWhileTheDataIsFetched(t *testing.T) {
 		t.Fatalf("stored refresh token %q, want %q", got, want)
 	}
 }
+
+// panickingTokenStore panics in SaveToken, quoting the token, as a bug
+// deep in the vault might.
+type panickingTokenStore struct{ *store.Store }
+
+func (p panickingTokenStore) SaveToken(_ context.Context, _ int64, tok provider.Token) error {
+	panic("sealing " + tok.Refresh.Reveal() + " failed")
+}
+
+// keepToken puts a token refreshed from refresh-0 (the stored one) into
+// s's memory, as a run whose save failed leaves it.
+func keepToken(s *Syncer, connID int64) provider.Token {
+	tok := provider.Token{Access: "access-kept", Refresh: "refresh-kept", AccessExpiresAt: time.Now().Add(time.Hour)}
+	s.kept.keep(connID, keptToken{tok: tok, replaces: "refresh-0"})
+	return tok
+}
+
+// A kept token whose save panics stays kept (it may be the only refresh
+// token the provider still takes), and the error says nothing of it.
+func TestAKeptTokenStaysKeptWhenItsSavePanics(t *testing.T) {
+	ctx := context.Background()
+	st, c := rotatingStore(t)
+	eg := &rotatingEstateGuru{valid: "refresh-kept"}
+	s := newTestSyncer(panickingTokenStore{st}, eg, &logBuffer{})
+	keepToken(s, c.ID)
+	_, err := s.newTokenSource(ctx, c, eg, s.logger())
+	if err == nil || !strings.Contains(err.Error(), "internal error while saving") {
+		t.Fatalf("err = %v, want the save's panic as an error", err)
+	}
+	if strings.Contains(err.Error(), "refresh-kept") {
+		t.Fatalf("the error quotes the kept refresh token: %v", err)
+	}
+	if u, ok := s.kept.take(c.ID); !ok || u.tok.Refresh != "refresh-kept" {
+		t.Fatalf("kept token after the panic: %+v, %v; want refresh-kept still kept", u.tok.Refresh, ok)
+	}
+}
+
+// A kept token saved durably, with only its expiry's copy in the reports
+// failing, is saved: it is used, not kept again, and the connection does
+// not fail for it (as settle treats a fresh token).
+func TestAKeptTokenSavedWithoutItsExpiryMirrorIsUsed(t *testing.T) {
+	ctx := context.Background()
+	st, c := rotatingStore(t)
+	eg := &rotatingEstateGuru{valid: "refresh-kept"}
+	s := newTestSyncer(unmirroredTokenStore{st}, eg, &logBuffer{})
+	kept := keepToken(s, c.ID)
+	ts, err := s.newTokenSource(ctx, c, eg, s.logger())
+	if err != nil {
+		t.Fatalf("newTokenSource: %v; want the kept token saved and used", err)
+	}
+	if ts.tok.Refresh != kept.Refresh {
+		t.Fatalf("token in use %q, want the kept one", ts.tok.Refresh.Reveal())
+	}
+	if _, ok := s.kept.take(c.ID); ok {
+		t.Fatal("the kept token is still kept after it was saved")
+	}
+	stored, err := st.Token(ctx, c.ID)
+	if err != nil || stored.Token.Refresh != kept.Refresh {
+		t.Fatalf("stored refresh token %q (%v), want the kept one", stored.Token.Refresh.Reveal(), err)
+	}
+}
+
+// A run that was stopped sends no new refresh grant, even when a write
+// check passed within the last second: only a grant already sent gets
+// its grace.
+func TestAStoppedRunAsksForNoRefresh(t *testing.T) {
+	st, c := rotatingStore(t)
+	eg := &rotatingEstateGuru{valid: "refresh-0"}
+	s := newTestSyncer(st, eg, &logBuffer{})
+	ts, err := s.newTokenSource(context.Background(), c, eg, s.logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.writable.check(context.Background(), st, time.Now); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := ts.Token(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Token on a stopped run: %v, want context.Canceled", err)
+	}
+	eg.mu.Lock()
+	defer eg.mu.Unlock()
+	if eg.n != 0 {
+		t.Fatalf("%d refreshes sent after the run was stopped", eg.n)
+	}
+}

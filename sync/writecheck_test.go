@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,5 +55,45 @@ func TestAPassedWriteCheckHoldsForASecond(t *testing.T) {
 	st.failing = false
 	if err := w.check(ctx, st, clock); err != nil || st.checks != 4 {
 		t.Fatalf("after the vault recovered: %v, %d checks; want it checked again and passing", err, st.checks)
+	}
+}
+
+// stalledCheckStore holds its first write check until release is closed,
+// after saying it began (entered).
+type stalledCheckStore struct {
+	Store // nil: only CheckWritable is called
+	entered, release chan struct{}
+	checks           atomic.Int32
+}
+
+func (s *stalledCheckStore) CheckWritable(context.Context) error {
+	if s.checks.Add(1) == 1 {
+		close(s.entered)
+		<-s.release
+	}
+	return nil
+}
+
+// A token save that fails while a write check is under way (forget) wins
+// over that check: the next refresh checks the vault again instead of
+// trusting, for a second, a check that began before the failure. Refreshes
+// would otherwise go on against a vault that cannot keep their tokens.
+func TestAWriteCheckUnderWayWhenASaveFailsDoesNotCount(t *testing.T) {
+	ctx := context.Background()
+	st := &stalledCheckStore{entered: make(chan struct{}), release: make(chan struct{})}
+	var w writeCheck
+	done := make(chan error, 1)
+	go func() { done <- w.check(ctx, st, time.Now) }()
+	<-st.entered
+	w.forget() // another connection's save failed meanwhile
+	close(st.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := w.check(ctx, st, time.Now); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.checks.Load(); n != 2 {
+		t.Fatalf("%d write checks, want 2: the check under way when a save failed let the next refresh skip its own", n)
 	}
 }
