@@ -61,7 +61,7 @@ func TestAPassedWriteCheckHoldsForASecond(t *testing.T) {
 // stalledCheckStore holds its first write check until release is closed,
 // after saying it began (entered).
 type stalledCheckStore struct {
-	Store // nil: only CheckWritable is called
+	Store            // nil: only CheckWritable is called
 	entered, release chan struct{}
 	checks           atomic.Int32
 }
