@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -80,4 +81,46 @@ func TestUnlockTwiceLeavesTheNextHoldersLock(t *testing.T) {
 	if _, err := b.LockConnection(ctx, 3, 30*time.Millisecond); !errors.Is(err, ErrLockTimeout) {
 		t.Fatalf("another process got the lock the second turn holds: %v", err)
 	}
+}
+
+// Closing a store keeps its connection locks until the writes under way
+// are done: a run stopped mid-save (the daemon gave up waiting for it)
+// must not let another process take the connection and refresh with the
+// token that save is replacing.
+func TestCloseKeepsConnectionLocksUntilWritesAreDone(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a, b := openStore(t, dir), openStore(t, dir) // the daemon's, another process's
+	if _, err := a.LockConnection(ctx, 7, time.Second); err != nil { // its run never unlocks
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	wrote := make(chan error, 1)
+	go func() {
+		wrote <- a.tokens.group(ctx, func(context.Context, *sql.Conn, *sql.Tx) error {
+			close(entered)
+			<-release // a token save under way
+			return nil
+		})
+	}()
+	<-entered
+	closed := make(chan error, 1)
+	go func() { closed <- a.Close() }()
+	// Close has had time to release the lock, had it not waited.
+	if u, err := b.LockConnection(ctx, 7, 200*time.Millisecond); err == nil {
+		u()
+		t.Fatal("another store took the connection while the closing store's save was under way")
+	}
+	close(release)
+	if err := <-wrote; err != nil {
+		t.Fatalf("the write under way: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	u, err := b.LockConnection(ctx, 7, time.Second)
+	if err != nil {
+		t.Fatalf("after the close: %v", err)
+	}
+	u()
 }

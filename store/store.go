@@ -165,15 +165,40 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 // Dir is the data directory.
 func (s *Store) Dir() string { return s.dir }
 
-// Close closes both databases.
+// closeWait bounds how long Close waits for writes under way.
+const closeWait = 5 * time.Second
+
+// Close closes both databases, then the connection locks. It first waits
+// (up to closeWait) for the writes under way to end: a connection whose
+// lock went before its token save was in could be taken by another
+// process, which would then refresh with the token being replaced.
 func (s *Store) Close() error {
-	errs := []error{s.locks.close()}
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	defer cancel()
+	var errs []error
+	// snapshots.db first: Connect holds its gate while it waits for the
+	// vault's.
+	for _, d := range []struct {
+		file string
+		db   *database
+	}{{SnapshotsFile, s.snapshots}, {TokensFile, s.tokens}} {
+		if d.db == nil {
+			continue
+		}
+		unlock, err := d.db.lockWrites(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("store: closing %s with a write still under way after %s", d.file, closeWait))
+			continue
+		}
+		defer unlock()
+	}
 	if s.snapshots != nil {
 		errs = append(errs, s.snapshots.Close())
 	}
 	if s.tokens != nil {
 		errs = append(errs, s.tokens.Close())
 	}
+	errs = append(errs, s.locks.close())
 	return errors.Join(errs...)
 }
 
