@@ -90,7 +90,7 @@ func TestUnlockTwiceLeavesTheNextHoldersLock(t *testing.T) {
 func TestCloseKeepsConnectionLocksUntilWritesAreDone(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	a, b := openStore(t, dir), openStore(t, dir) // the daemon's, another process's
+	a, b := openStore(t, dir), openStore(t, dir)                     // the daemon's, another process's
 	if _, err := a.LockConnection(ctx, 7, time.Second); err != nil { // its run never unlocks
 		t.Fatal(err)
 	}
