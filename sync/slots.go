@@ -138,6 +138,11 @@ func (t *turn) stepAside(ctx context.Context) (resume func() error) {
 	<-t.slots.network
 	t.network = false
 	return func() error {
+		// A stopped run takes no slot: select would pick at random
+		// between a free one and the stop.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		select {
 		case t.slots.network <- struct{}{}:
 		case <-ctx.Done():

@@ -197,3 +197,23 @@ func TestSaveBudgetHoldsManySmallAnswersButTwoLargeOnes(t *testing.T) {
 	third.end()
 	large[1].end()
 }
+
+// A connection that stepped aside (its host's budget was spent) takes no
+// network slot again once the run is stopped, free slot or not.
+func TestAStoppedRunTakesNoSlotBack(t *testing.T) {
+	s := newSlots(2)
+	s.network <- struct{}{} // the connection's slot, as Run takes it
+	tr := s.turn()
+	ctx, cancel := context.WithCancel(context.Background())
+	resume := tr.stepAside(ctx)
+	cancel()
+	for i := range 50 { // select would pick at random between the free slot and the stop
+		if err := resume(); err == nil {
+			t.Fatalf("try %d: a stopped run took a network slot back", i)
+		}
+	}
+	tr.end()
+	if n := len(s.network); n != 0 {
+		t.Fatalf("%d network slots held after the turn ended", n)
+	}
+}

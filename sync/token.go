@@ -158,7 +158,7 @@ func (ts *tokenSource) refresh(ctx context.Context) error {
 	// A grant once sent is seen through a shutdown (for a few seconds):
 	// EstateGuru rotates on every refresh, so abandoning the answer would
 	// lose the only valid refresh token.
-	grantCtx, cancel := withGrace(ctx, grantGrace)
+	grantCtx, cancel := provider.WithGrace(ctx, grantGrace)
 	defer cancel()
 	fresh, err := ts.provider.Refresh(grantCtx, ts.tok.Refresh)
 	if err != nil {
@@ -254,14 +254,6 @@ func (w *writeCheck) check(ctx context.Context, st Store, now func() time.Time) 
 	}
 	w.mu.Unlock()
 	return nil
-}
-
-// withGrace returns a context that ends grace after parent ends (or when
-// cancel is called), not at once.
-func withGrace(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
-	stop := context.AfterFunc(parent, func() { time.AfterFunc(grace, cancel) })
-	return ctx, func() { stop(); cancel() }
 }
 
 // keptTokens holds refreshed tokens whose save failed (the disk filled

@@ -132,7 +132,7 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 			if h.OnRetry != nil {
 				h.OnRetry(ctx, r, attempt, wait, lastErr)
 			}
-			if err := h.sleep(ctx, wait); err != nil {
+			if err := h.sleep(stopOf(ctx), wait); err != nil {
 				return nil, lastErr
 			}
 		}
@@ -195,19 +195,27 @@ func (h *HTTP) once(ctx context.Context, r Request) (_ *Response, _ *Error, lost
 		status int
 		header http.Header
 	}
-	if h.Limiter != nil {
-		if err := h.Limiter.Wait(ctx); err != nil {
-			return nil, &Error{Provider: r.Provider, Op: r.Op, Kind: KindTransient, Err: fmt.Errorf("waiting for the rate limit: %w", err)}, nil
-		}
-	}
+	// The waits end when the run stops, grace or not (WithGrace): what is
+	// not sent yet is not sent.
+	stop := stopOf(ctx)
 	// Pacing (pacer.go): wait for the host's budget, and tell the pacer
-	// how the attempt went.
+	// how the attempt went. The pacer before the ceiling: callers the
+	// pacer held back leave together when the host's window turns, and
+	// the ceiling then spaces them.
 	if h.Pacer != nil {
-		paced, err := h.Pacer.Wait(ctx)
+		paced, err := h.Pacer.Wait(stop)
 		if err != nil {
 			return nil, &Error{Provider: r.Provider, Op: r.Op, Kind: KindTransient, Err: fmt.Errorf("waiting for the rate limit: %w", err)}, nil
 		}
 		defer func() { paced(answered.status, answered.header) }()
+	}
+	if h.Limiter != nil {
+		if err := h.Limiter.Wait(stop); err != nil {
+			return nil, &Error{Provider: r.Provider, Op: r.Op, Kind: KindTransient, Err: fmt.Errorf("waiting for the rate limit: %w", err)}, nil
+		}
+	}
+	if err := stop.Err(); err != nil {
+		return nil, &Error{Provider: r.Provider, Op: r.Op, Kind: KindTransient, Err: fmt.Errorf("not sent: %w", err)}, nil
 	}
 	if h.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -384,6 +392,28 @@ func (h *HTTP) backoff(attempt int) time.Duration {
 	}
 	// Full jitter in [d/2, d]: spread retries from many connections.
 	return d/2 + rand.N(d/2+1)
+}
+
+type stopKey struct{}
+
+// WithGrace returns a context for a request that must be seen through a
+// stop: it ends grace after parent ends (or when cancel is called), not at
+// once. Only a request already sent gets that grace: HTTP.Do sends nothing
+// new once parent has ended, and ends its waits (for the rate limit, the
+// pacer, a retry's backoff) then.
+func WithGrace(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() { time.AfterFunc(grace, cancel) })
+	return context.WithValue(ctx, stopKey{}, parent), func() { stop(); cancel() }
+}
+
+// stopOf is the context whose end stops new requests: the parent of a
+// WithGrace context, or ctx itself.
+func stopOf(ctx context.Context) context.Context {
+	if parent, ok := ctx.Value(stopKey{}).(context.Context); ok {
+		return parent
+	}
+	return ctx
 }
 
 func (h *HTTP) sleep(ctx context.Context, d time.Duration) error {

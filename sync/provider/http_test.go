@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -595,5 +596,80 @@ func TestScrubBytesCountsEveryCase(t *testing.T) {
 	same, n := ScrubBytes(raw, "absent-secret")
 	if n != 0 || &same[0] != &raw[0] {
 		t.Fatalf("no secret: want b itself back, got %d", n)
+	}
+}
+
+// Once the run stops, a request not sent yet is not sent, even one that
+// carries a grace (a refresh grant, WithGrace): the grace is for an answer
+// already on its way, and a grant sent then could be cut off, its rotated
+// token lost.
+func TestNothingIsSentAfterTheStop(t *testing.T) {
+	a, url := serve(t, status(200, `{}`))
+	h := policy(0, nil)
+	h.Limiter = rate.NewLimiter(rate.Every(time.Second), 1)
+	if _, err := h.Do(context.Background(), post(url)); err != nil {
+		t.Fatal(err)
+	}
+	run, stop := context.WithCancel(context.Background())
+	ctx, cancel := WithGrace(run, time.Minute)
+	defer cancel()
+	time.AfterFunc(50*time.Millisecond, stop) // while the call waits for the ceiling
+	if _, err := h.Do(ctx, post(url)); err == nil {
+		t.Fatal("a call stopped before it was sent succeeded")
+	}
+	if got := a.hits.Load(); got != 1 {
+		t.Fatalf("requests = %d, want 1: one was sent after the run stopped", got)
+	}
+}
+
+// heldPacer holds every request until open is closed.
+type heldPacer struct{ open chan struct{} }
+
+func (p heldPacer) Wait(ctx context.Context) (func(int, http.Header), error) {
+	select {
+	case <-p.open:
+		return func(int, http.Header) {}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// SYNCER_RATE_LIMIT stays a ceiling after a pacer hold: callers the pacer
+// held back (their host's window was spent) leave when it turns, and the
+// ceiling spaces them then, instead of letting go at once the calls that
+// waited for it during the hold.
+func TestTheCeilingHoldsAfterAPacerHold(t *testing.T) {
+	var mu sync.Mutex
+	var arrived []time.Time
+	_, url := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrived = append(arrived, time.Now())
+		mu.Unlock()
+		io.WriteString(w, `{}`)
+	})
+	const calls, every = 4, 100 * time.Millisecond
+	h := policy(0, nil)
+	h.Limiter = rate.NewLimiter(rate.Every(every), 1)
+	open := make(chan struct{})
+	h.Pacer = heldPacer{open}
+	var wg sync.WaitGroup
+	for range calls {
+		wg.Go(func() {
+			if _, err := h.Do(context.Background(), post(url)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	time.Sleep(calls * every) // the hold: long enough for the ceiling to pass every call
+	close(open)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(arrived) != calls {
+		t.Fatalf("%d requests arrived, want %d", len(arrived), calls)
+	}
+	first, last := slices.MinFunc(arrived, time.Time.Compare), slices.MaxFunc(arrived, time.Time.Compare)
+	if span, least := last.Sub(first), (calls-1)*every*3/4; span < least {
+		t.Fatalf("%d requests within %s under a ceiling of one per %s: want them spread over %s at least", calls, span, every, least)
 	}
 }
