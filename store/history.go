@@ -95,7 +95,10 @@ const (
 
 // chunkRaw cuts raw after each "}," (pieces of at least 64 bytes) and
 // wherever a piece would grow past rawChunkMax, at the start of a UTF-8
-// character. The pieces concatenated are raw, byte for byte.
+// character if one is among the last few bytes (invalid UTF-8, which the
+// decoder lets through in strings, may have none: stepping back further
+// cut such an answer into pieces of one byte). The pieces concatenated
+// are raw, byte for byte.
 func chunkRaw(raw []byte) [][]byte {
 	var out [][]byte
 	for len(raw) > 0 {
@@ -105,7 +108,7 @@ func chunkRaw(raw []byte) [][]byte {
 		}
 		if n > rawChunkMax {
 			n = rawChunkMax
-			for n > 1 && !utf8.RuneStart(raw[n]) {
+			for n > rawChunkMax-utf8.UTFMax+1 && !utf8.RuneStart(raw[n]) {
 				n--
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // model is what the views must answer: per connection and period, the
@@ -347,4 +348,28 @@ func TestMigrateFromVersion4CompactsTheHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkModel(t, s, m, "after compacting again")
+}
+
+// A long run of bytes that start no UTF-8 character (invalid UTF-8, which
+// the decoder lets through in a string) is cut into pieces of about
+// rawChunkMax like any other text, not into pieces of one byte (a 2 MiB
+// answer took 40 s and two million rows), and the pieces still make the
+// answer whole.
+func TestInvalidUTF8IsCutIntoFullPieces(t *testing.T) {
+	raw := append([]byte(`{"cash":"1","x":"`), bytes.Repeat([]byte{0x80}, 1<<20)...)
+	raw = append(raw, `"}`...)
+	pieces := chunkRaw(raw)
+	if want := len(raw)/rawChunkMax + 2; len(pieces) > want {
+		t.Fatalf("%d pieces for %d bytes, want at most %d", len(pieces), len(raw), want)
+	}
+	if !bytes.Equal(bytes.Join(pieces, nil), raw) {
+		t.Fatal("the pieces do not make the answer")
+	}
+	// Valid text is still cut at a character's start.
+	text := bytes.Repeat([]byte("é"), rawChunkMax)
+	for i, p := range chunkRaw(text) {
+		if !utf8.Valid(p) {
+			t.Fatalf("piece %d of valid text cuts a character", i)
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"path/filepath"
 	"time"
 )
@@ -67,6 +68,32 @@ type Investment struct {
 	RealizedIncomeCents   int64
 	ChangeCents           int64
 	ResourcePath          string
+}
+
+// AddTotals adds inv's money fields to t's (t being a snapshot's totals).
+// It fails, changing nothing, when a total would pass what 64-bit cents
+// hold: the answer is refused, not stored with its totals wrapped around.
+func (t *Investment) AddTotals(inv Investment) error {
+	next := *t
+	for _, f := range [...]struct {
+		name  string
+		total *int64
+		add   int64
+	}{
+		{"investment_amount", &next.InvestmentAmountCents, inv.InvestmentAmountCents},
+		{"market_value", &next.MarketValueCents, inv.MarketValueCents},
+		{"principal_left", &next.PrincipalLeftCents, inv.PrincipalLeftCents},
+		{"profit", &next.ProfitCents, inv.ProfitCents},
+		{"realized_income", &next.RealizedIncomeCents, inv.RealizedIncomeCents},
+	} {
+		sum := *f.total + f.add
+		if (f.add > 0 && sum < *f.total) || (f.add < 0 && sum > *f.total) {
+			return fmt.Errorf("the investments' %s amounts add up to more than syncer can hold (%d cents); the answer was not stored", f.name, int64(math.MaxInt64))
+		}
+		*f.total = sum
+	}
+	*t = next
+	return nil
 }
 
 // SaveEverReal upserts the connection's snapshot for the period starting at
@@ -299,11 +326,9 @@ func insertInvestments(ctx context.Context, conn *sql.Conn, tx preparedTx, connI
 			if err != nil {
 				return sequenceError{err}
 			}
-			sum.InvestmentAmountCents += inv.InvestmentAmountCents
-			sum.MarketValueCents += inv.MarketValueCents
-			sum.PrincipalLeftCents += inv.PrincipalLeftCents
-			sum.ProfitCents += inv.ProfitCents
-			sum.RealizedIncomeCents += inv.RealizedIncomeCents
+			if err := sum.AddTotals(inv); err != nil {
+				return err
+			}
 			if rows == 0 {
 				args = append(args[:0], driver.NamedValue{Ordinal: 1, Value: connID}, driver.NamedValue{Ordinal: 2, Value: at})
 			}

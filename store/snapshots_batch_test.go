@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -122,5 +123,25 @@ func TestSaveEstateGuruKeepsTheOldSnapshotWhenTheSequenceFails(t *testing.T) {
 		investment_amount_cents, market_value_cents, principal_left_cents, profit_cents, realized_income_cents, change_cents)
 		VALUES (?, '1999-01-01T00:00:00Z', 0, 0, 0, 0, 0, 0, 0, 0)`, id); err == nil {
 		t.Fatal("an orphan investment row was accepted")
+	}
+}
+
+// Totals that would pass what 64-bit cents hold refuse the answer: nothing
+// is stored, the period's earlier snapshot stays, and the error says why,
+// instead of a negative total in every view.
+func TestTotalsPastInt64RefuseTheAnswer(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	id := connect(t, s, "eg", "estateguru")
+	saveEG(t, s, id, day0, portfolio(700, 3))
+	huge := investments(2)
+	for i := range huge {
+		huge[i].MarketValueCents = 5_000_000_000_000_000_000 // 50,000,000,000,000,000.00
+	}
+	err := s.SaveEstateGuru(context.Background(), id, day0, day0.Add(2*time.Hour), snapshotOf(1, huge))
+	if err == nil || !strings.Contains(err.Error(), "market_value amounts add up") {
+		t.Fatalf("SaveEstateGuru = %v, want the totals refused", err)
+	}
+	if got, want := dump(t, s.snapshots.DB, "SELECT cash_cents, investments, market_value_cents FROM estateguru_snapshot"), "700|3|300|\n"; got != want {
+		t.Fatalf("after the refused save: %q, want %q (the earlier snapshot whole)", got, want)
 	}
 }

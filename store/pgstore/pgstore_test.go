@@ -249,6 +249,15 @@ func TestSnapshotsAndRuns(t *testing.T) {
 	if err := s.Pool().QueryRow(ctx, "SELECT count(*) FROM estateguru_investments").Scan(&n); err != nil || n != 2 {
 		t.Fatalf("after a failed save: %d investments (%v), want the 2 stored before", n, err)
 	}
+	// Totals past what 64-bit cents hold refuse the answer too.
+	huge := []store.Investment{{LoanID: "1", MarketValueCents: 5e18}, {LoanID: "2", MarketValueCents: 5e18}}
+	err = s.SaveEstateGuru(ctx, c.ID, period, period, store.EstateGuruSnapshot{Raw: []byte(`{}`), Investments: store.InvestmentsOf(huge)})
+	if err == nil || !strings.Contains(err.Error(), "market_value amounts add up") {
+		t.Fatalf("totals past int64: err = %v, want the answer refused", err)
+	}
+	if err := s.Pool().QueryRow(ctx, "SELECT count(*) FROM estateguru_investments").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("after the refused save: %d investments (%v), want the 2 stored before", n, err)
+	}
 	id, err := s.StartRun(ctx, "once")
 	if err != nil {
 		t.Fatal(err)

@@ -86,11 +86,10 @@ func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetche
 						seqErr = err
 						return nil, err
 					}
-					sum.InvestmentAmountCents += inv.InvestmentAmountCents
-					sum.MarketValueCents += inv.MarketValueCents
-					sum.PrincipalLeftCents += inv.PrincipalLeftCents
-					sum.ProfitCents += inv.ProfitCents
-					sum.RealizedIncomeCents += inv.RealizedIncomeCents
+					if err := sum.AddTotals(inv); err != nil {
+						seqErr = err // the answer's fault, not the database's
+						return nil, err
+					}
 					row := []any{connID, at, count, nullable(inv.LoanID), nullable(inv.Name), inv.Quantity,
 						inv.InvestmentAmountCents, inv.MarketValueCents, inv.PrincipalLeftCents, inv.ProfitCents,
 						inv.RealizedIncomeCents, inv.ChangeCents, nullable(inv.ResourcePath)}
