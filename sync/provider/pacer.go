@@ -38,7 +38,9 @@ type RateChange struct {
 //
 // Until an answer carries the headers, one request is in flight at a time;
 // a host that answers without them is not paced at all. A 429 spends the
-// budget until the Reset it names (or Retry-After).
+// budget until the Reset it names (or Retry-After), a second at least.
+// Every wait a host names gets resetMargin on top and lasts maxHold at
+// most; a limit of 0 counts as 1.
 type HeaderPacer struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -54,12 +56,21 @@ type HeaderPacer struct {
 	confirmed bool      // an answer about this window said when it ends
 	rolledAt  time.Time // when this window began here (the last one's end, as we knew it)
 	inflight  int
+	// guessedUntil, when set, is the end of the hold a 429 without
+	// headers put on a host that never sent them: an answer without them
+	// after it makes the host unpaced again.
+	guessedUntil time.Time
 }
 
 // maxHold bounds how long a 429 holds a host's requests back: a provider
 // asking for longer is asked again then (the call that drew it is not
 // retried past HTTP.MaxRetryAfter anyway).
 const maxHold = 2 * time.Minute
+
+// resetMargin is added to every wait the host names: its Reset (and
+// Retry-After) are whole seconds, and a host that rounds them down would
+// otherwise see the next window's requests while it still counts the last.
+const resetMargin = time.Second
 
 // NewHeaderPacer returns a pacer for one host.
 func NewHeaderPacer() *HeaderPacer { return &HeaderPacer{} }
@@ -201,26 +212,38 @@ func (p *HeaderPacer) done(status int, h http.Header) {
 	rem, rok := headerInt(h, "X-RateLimit-Remaining")
 	reset, sok := headerInt(h, "X-RateLimit-Reset")
 	if !lok || !rok || !sok {
-		if status == http.StatusTooManyRequests {
+		switch {
+		case status == http.StatusTooManyRequests:
 			// Limited without saying how: wait what it asks, or a second.
 			p.known, p.free = true, false
 			p.limit = max(p.limit, 1)
 			p.left = 0
-			p.resetAt = now.Add(min(max(parseRetryAfter(h, status), time.Second), maxHold))
+			p.resetAt = now.Add(hold(parseRetryAfter(h, status)))
 			p.confirmed = true
-		} else if !p.known {
+			if p.limit == 1 { // no limit ever learnt from headers
+				p.guessedUntil = p.resetAt
+			}
+		case !p.known:
 			p.free = true
+		case !p.guessedUntil.IsZero() && !now.Before(p.guessedUntil):
+			// The hold is over and the host answers again: unpaced, as
+			// before the 429, not one request a window for good.
+			p.known, p.free, p.guessedUntil = false, true, time.Time{}
 		}
 		return
 	}
-	resetAt := now.Add(time.Duration(reset) * time.Second)
+	p.guessedUntil = time.Time{}
+	// Reset is seconds to wait (DESIGN.md). Bounded: a host sending an
+	// epoch time or milliseconds would otherwise hold it for years.
+	resetAt := now.Add(time.Duration(min(reset, int(maxHold/time.Second)))*time.Second + resetMargin)
+	limit = max(limit, 1) // a limit of 0 would hold it for good
 	// The others in flight may have been counted by the host already or
 	// not; counting them again errs on the safe side.
 	left := max(0, rem-p.inflight)
 	if status == http.StatusTooManyRequests {
 		// Retry-After, when given, says more than the window's Reset.
-		p.known, p.free, p.limit = true, false, max(limit, 1)
-		p.left, p.resetAt, p.confirmed = 0, now.Add(min(parseRetryAfter(h, status), maxHold)), true
+		p.known, p.free, p.limit = true, false, limit
+		p.left, p.resetAt, p.confirmed = 0, now.Add(hold(parseRetryAfter(h, status))), true
 		return
 	}
 	// Which window the answer speaks of is told by when it says that
@@ -247,6 +270,13 @@ func (p *HeaderPacer) done(status int, h http.Header) {
 	}
 	// An answer about a window already over says nothing now.
 	p.known, p.free, p.limit = true, false, limit
+}
+
+// hold is how long a 429 holds a host back, asked to wait d: at least a
+// second (a 0 would send the next requests into the same spent window),
+// the margin on top, at most maxHold.
+func hold(d time.Duration) time.Duration {
+	return min(max(d, time.Second)+resetMargin, maxHold)
 }
 
 func headerInt(h http.Header, name string) (int, bool) {

@@ -332,9 +332,10 @@ func TestHeaderPacerPlacesAnswersInTheirWindow(t *testing.T) {
 		now = start.Add(9 * time.Second)
 		late = append(late, wait())
 	}
-	// The window is over: the new one's budget is the limit less the nine
-	// still in flight, so one more may go.
-	now = start.Add(10*time.Second + 500*time.Millisecond)
+	// The window is over (and the margin for a Reset rounded down): the
+	// new one's budget is the limit less the nine still in flight, so one
+	// more may go.
+	now = start.Add(10*time.Second + resetMargin + 500*time.Millisecond)
 	late = append(late, wait())
 	// One of the nine was counted in the new window, which has 5 left and
 	// ends 10 s from now: with 9 others in flight, nothing may go.
@@ -347,7 +348,7 @@ func TestHeaderPacerPlacesAnswersInTheirWindow(t *testing.T) {
 	if left != 0 {
 		t.Fatalf("budget left = %d, want 0", left)
 	}
-	if want := now.Add(10 * time.Second); !resetAt.Equal(want) {
+	if want := now.Add(10*time.Second + resetMargin); !resetAt.Equal(want) {
 		t.Fatalf("window ends at +%s, want +%s (the new window's end)", resetAt.Sub(start), want.Sub(start))
 	}
 }
@@ -387,4 +388,86 @@ func TestHeaderPacerLetsAHeldCallerStepAside(t *testing.T) {
 	if got, want := fmt.Sprint(events), "[step aside resume sent]"; got != want {
 		t.Fatalf("events %s, want %s", got, want)
 	}
+}
+
+// fakeClockPacer is a HeaderPacer on a clock the test moves, and the means
+// to ask it for a request that must go at once, or must not.
+type fakeClockPacer struct {
+	t   *testing.T
+	p   *HeaderPacer
+	now time.Time
+}
+
+func newFakeClockPacer(t *testing.T) *fakeClockPacer {
+	f := &fakeClockPacer{t: t, p: NewHeaderPacer(), now: time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)}
+	f.p.Now = func() time.Time { return f.now }
+	return f
+}
+
+// send asks for a request that must go at once (the clock does not move
+// while it waits) and answers it.
+func (f *fakeClockPacer) send(status int, h http.Header) {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	done, err := f.p.Wait(ctx)
+	if err != nil {
+		f.t.Fatalf("at +%s a request was held back: %v", f.now.Sub(time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)), err)
+	}
+	done(status, h)
+}
+
+// held reports whether a request would be held back now.
+func (f *fakeClockPacer) held() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	done, err := f.p.Wait(ctx)
+	if err != nil {
+		return true
+	}
+	done(0, nil)
+	return false
+}
+
+// A Reset the host did not mean as seconds (an epoch time, milliseconds)
+// or a limit of 0 holds a host for at most maxHold, not for years or for
+// good: the pacer lives as long as the daemon.
+func TestHeaderPacerBoundsAnOddResetOrLimit(t *testing.T) {
+	for _, h := range []http.Header{rateHeaders(300, 0, 1767225600), rateHeaders(300, 0, 60000), rateHeaders(0, 0, 30)} {
+		f := newFakeClockPacer(t)
+		f.send(http.StatusOK, h)
+		f.now = f.now.Add(maxHold + resetMargin)
+		f.send(http.StatusOK, rateHeaders(300, 298, 60))
+	}
+}
+
+// A 429 without rate headers, from a host that never sent them, holds it
+// for what the 429 asks; after that, answers without headers leave it
+// unpaced again, not at one request a window for good.
+func TestHeaderPacerForgetsALimitItGuessed(t *testing.T) {
+	f := newFakeClockPacer(t)
+	f.send(http.StatusOK, nil) // no headers: not paced
+	f.send(http.StatusTooManyRequests, http.Header{"Retry-After": {"5"}})
+	if !f.held() {
+		t.Fatal("a request went out during the 429's hold")
+	}
+	f.now = f.now.Add(10 * time.Second)
+	f.send(http.StatusOK, nil)
+	for range 5 {
+		f.send(http.StatusOK, nil)
+	}
+}
+
+// A 429 whose Reset is 0 still holds the host for a second and the
+// margin: the window it speaks of is spent, and a host that rounds down
+// is still counting it.
+func TestHeaderPacerHoldsAfterA429WithResetZero(t *testing.T) {
+	f := newFakeClockPacer(t)
+	f.send(http.StatusOK, rateHeaders(300, 299, 30))
+	f.send(http.StatusTooManyRequests, rateHeaders(300, 0, 0))
+	if !f.held() {
+		t.Fatal("a request went out at once after a 429 with Reset 0")
+	}
+	f.now = f.now.Add(time.Second + resetMargin)
+	f.send(http.StatusOK, rateHeaders(300, 299, 60))
 }
