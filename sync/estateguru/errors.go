@@ -26,6 +26,13 @@ import (
 //     breach with 403, so it is transient.
 //   - no known code and 401: on authorize and refresh, the client
 //     credentials (sent on those calls only); on the data call, the token.
+//
+// adjuster is adjust for provider.Request.Adjust: inside the policy, so a
+// 403 is retried as the transient answer it is.
+func adjuster(op string) func(*provider.Error) {
+	return func(e *provider.Error) { adjust(op, e) }
+}
+
 func adjust(op string, err error) error {
 	var pe *provider.Error
 	if !errors.As(err, &pe) {

@@ -222,13 +222,14 @@ func (c *Client) Refresh(ctx context.Context, refresh provider.Secret) (provider
 		Provider: Name,
 		Op:       opRefresh,
 		MaxBody:  provider.MaxTokenBody,
+		Adjust:   adjuster(opRefresh),
 		New: formRequest(c.endpoint("/oauth/token"), form, func(req *http.Request) {
 			// Sent as is, as the doc's curl -u does (no form-encoding first).
 			req.SetBasicAuth(c.ClientID, c.ClientSecret.Reveal())
 		}),
 	})
 	if err != nil {
-		return provider.Token{}, scrub(adjust(opRefresh, err), secrets...)
+		return provider.Token{}, scrub(err, secrets...)
 	}
 	tok, _, err := decodeToken(opRefresh, resp, "", now)
 	if err != nil {
@@ -270,12 +271,13 @@ func (c *Client) FetchInvestments(ctx context.Context, access provider.Secret) (
 		Provider: Name,
 		Op:       opInvestments,
 		MaxBody:  provider.MaxDataBody,
+		Adjust:   adjuster(opInvestments),
 		New: formRequest(c.endpoint("/userInformation/userInvestments"), form, func(req *http.Request) {
 			req.Header.Set("Authorization", "Bearer "+access.Reveal())
 		}),
 	})
 	if err != nil {
-		return nil, scrub(adjust(opInvestments, err), access.Reveal())
+		return nil, scrub(err, access.Reveal())
 	}
 	return &Answer{resp: resp, reqID: reqID, access: access}, nil
 }

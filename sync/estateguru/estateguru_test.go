@@ -421,6 +421,34 @@ func TestRefreshRetriesTransientFailures(t *testing.T) {
 	}
 }
 
+// EstateGuru answers a rate-limit breach with 403 (TestErrorKinds): the
+// policy retries it as it retries a 429, after its backoff, instead of
+// failing the connection at the first one.
+func TestARateLimit403IsRetried(t *testing.T) {
+	n := 0
+	f := newFake(t, func(w http.ResponseWriter, r *http.Request, s seen) {
+		n++
+		if n == 1 {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		writeJSON(w, 200, `{"access_token":"a","refresh_token":"r2","expires_in":43199}`)
+	})
+	c := f.client()
+	c.HTTP.Retries = 2
+	c.HTTP.Sleep = func(context.Context, time.Duration) error { return nil }
+	tok, err := c.Refresh(context.Background(), "r1")
+	if err != nil {
+		t.Fatalf("Refresh after a 403: %v, want it retried", err)
+	}
+	if got, want := tok.Refresh.Reveal(), "r2"; got != want {
+		t.Fatalf("Refresh = %q, want %q", got, want)
+	}
+	if got, want := len(f.requests()), 2; got != want {
+		t.Fatalf("requests = %d, want %d", got, want)
+	}
+}
+
 func TestRedirectsAreNotFollowed(t *testing.T) {
 	elsewhere := newFake(t, func(w http.ResponseWriter, r *http.Request, s seen) { writeJSON(w, 200, `{}`) })
 	f := newFake(t, func(w http.ResponseWriter, r *http.Request, s seen) {

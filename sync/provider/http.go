@@ -91,6 +91,10 @@ type Request struct {
 	// NoRetry: send at most once whatever happens (a password login, which
 	// may evict a stored refresh token at EverReal every time it succeeds).
 	NoRetry bool
+	// Adjust, if set, corrects an error answer's classification by the
+	// provider's own error table before Do decides whether to retry it
+	// (EstateGuru answers a rate-limit breach with 403: transient).
+	Adjust func(*Error)
 }
 
 // Response is a 2xx answer, read whole.
@@ -280,7 +284,11 @@ func (h *HTTP) once(ctx context.Context, r Request) (_ *Response, _ *Error, lost
 			Err: fmt.Errorf("reading the answer: %w", cause)}, cause
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, Classify(r.Provider, r.Op, resp.StatusCode, resp.Header, body), nil
+		e := Classify(r.Provider, r.Op, resp.StatusCode, resp.Header, body)
+		if r.Adjust != nil {
+			r.Adjust(e)
+		}
+		return nil, e, nil
 	}
 	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil, nil
 }
