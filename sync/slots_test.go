@@ -217,3 +217,46 @@ func TestAStoppedRunTakesNoSlotBack(t *testing.T) {
 		t.Fatalf("%d network slots held after the turn ended", n)
 	}
 }
+
+// stopAtStart stops the run as it is recorded, before any connection.
+type stopAtStart struct {
+	*store.Store
+	stop context.CancelFunc
+}
+
+func (s stopAtStart) StartRun(ctx context.Context, trigger string) (int64, error) {
+	defer s.stop()
+	return s.Store.StartRun(ctx, trigger)
+}
+
+// A run stopped before it starts a connection starts none (and records
+// none as interrupted): with free slots, select would otherwise start some
+// at random.
+func TestAStoppedRunStartsNoConnection(t *testing.T) {
+	st, err := store.Open(context.Background(), t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tok := provider.Token{Access: "access", Refresh: "refresh", AccessExpiresAt: time.Now().Add(time.Hour)}
+	for i := range 30 {
+		if _, err := st.Connect(context.Background(), fmt.Sprintf("eg%d", i), estateguru.Name, "https://estateguru.invalid", tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var fetches atomic.Int32
+	eg := &fakeEstateGuru{investments: func(context.Context) (*estateguru.Answer, error) {
+		fetches.Add(1)
+		return sampleAnswer(), nil
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := newTestSyncer(stopAtStart{st, cancel}, eg, &logBuffer{})
+	s.Concurrency = 64
+	sum, err := s.Run(ctx, TriggerOnce, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(sum.Results); n != 0 || fetches.Load() != 0 {
+		t.Fatalf("%d connections started (%d fetched) after the run was stopped, want none", n, fetches.Load())
+	}
+}

@@ -199,6 +199,12 @@ loop:
 	for {
 		select {
 		case slots.network <- struct{}{}:
+			// select picks at random when the run is stopped too: a
+			// stopped run starts no more connections.
+			if ctx.Err() != nil {
+				<-slots.network
+				break loop
+			}
 		case <-done:
 			break loop
 		}
