@@ -73,27 +73,28 @@ type Investment struct {
 // AddTotals adds inv's money fields to t's (t being a snapshot's totals).
 // It fails, changing nothing, when a total would pass what 64-bit cents
 // hold: the answer is refused, not stored with its totals wrapped around.
+// (Called once per investment: nothing here may allocate.)
 func (t *Investment) AddTotals(inv Investment) error {
+	var ok [5]bool
 	next := *t
-	for _, f := range [...]struct {
-		name  string
-		total *int64
-		add   int64
-	}{
-		{"investment_amount", &next.InvestmentAmountCents, inv.InvestmentAmountCents},
-		{"market_value", &next.MarketValueCents, inv.MarketValueCents},
-		{"principal_left", &next.PrincipalLeftCents, inv.PrincipalLeftCents},
-		{"profit", &next.ProfitCents, inv.ProfitCents},
-		{"realized_income", &next.RealizedIncomeCents, inv.RealizedIncomeCents},
-	} {
-		sum := *f.total + f.add
-		if (f.add > 0 && sum < *f.total) || (f.add < 0 && sum > *f.total) {
-			return fmt.Errorf("the investments' %s amounts add up to more than syncer can hold (%d cents); the answer was not stored", f.name, int64(math.MaxInt64))
+	next.InvestmentAmountCents, ok[0] = addCents(t.InvestmentAmountCents, inv.InvestmentAmountCents)
+	next.MarketValueCents, ok[1] = addCents(t.MarketValueCents, inv.MarketValueCents)
+	next.PrincipalLeftCents, ok[2] = addCents(t.PrincipalLeftCents, inv.PrincipalLeftCents)
+	next.ProfitCents, ok[3] = addCents(t.ProfitCents, inv.ProfitCents)
+	next.RealizedIncomeCents, ok[4] = addCents(t.RealizedIncomeCents, inv.RealizedIncomeCents)
+	for i, field := range [...]string{"investment_amount", "market_value", "principal_left", "profit", "realized_income"} {
+		if !ok[i] {
+			return fmt.Errorf("the investments' %s amounts add up to more than syncer can hold (%d cents); the answer was not stored", field, int64(math.MaxInt64))
 		}
-		*f.total = sum
 	}
 	*t = next
 	return nil
+}
+
+// addCents is a + b, and whether it did not overflow.
+func addCents(a, b int64) (int64, bool) {
+	sum := a + b
+	return sum, (b >= 0) == (sum >= a)
 }
 
 // SaveEverReal upserts the connection's snapshot for the period starting at
