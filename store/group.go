@@ -30,6 +30,8 @@ type groupWrite struct {
 	ctx   context.Context
 	write func(ctx context.Context, conn *sql.Conn, tx *sql.Tx) error
 	done  chan error // buffered: the leader never waits for the caller
+	// alone: committed in a transaction of its own (writeAlone).
+	alone bool
 	// panicked is the value of a panic in write, re-raised in the
 	// caller's goroutine (group), where its own recover is.
 	panicked any
@@ -68,7 +70,20 @@ var errBatchAborted = errors.New("not written: a write committed with it in the 
 // every write of the batch. A panic in write is re-raised in its caller's
 // goroutine, after its savepoint is rolled back.
 func (d *database) group(ctx context.Context, write func(ctx context.Context, conn *sql.Conn, tx *sql.Tx) error) error {
-	w := &groupWrite{ctx: ctx, write: write, done: make(chan error, 1)}
+	return d.enqueue(&groupWrite{ctx: ctx, write: write, done: make(chan error, 1)})
+}
+
+// writeAlone is group for a large write: it waits its turn in the same
+// queue but is committed in a transaction of its own. In a batch its
+// savepoint would copy every page it changes that an earlier write of the
+// batch touched (SQLite's sub-journal) to gain a commit that costs little
+// beside it.
+func (d *database) writeAlone(ctx context.Context, write func(ctx context.Context, conn *sql.Conn, tx *sql.Tx) error) error {
+	return d.enqueue(&groupWrite{ctx: ctx, write: write, done: make(chan error, 1), alone: true})
+}
+
+func (d *database) enqueue(w *groupWrite) error {
+	ctx := w.ctx
 	d.queue.mu.Lock()
 	d.queue.waiting = append(d.queue.waiting, w)
 	d.queue.mu.Unlock()
@@ -101,10 +116,19 @@ func (d *database) group(ctx context.Context, write func(ctx context.Context, co
 	}
 }
 
+// takeQueue takes the next batch: the writes waiting, up to maxBatch and
+// up to the first that goes alone, or that one by itself.
 func (d *database) takeQueue() []*groupWrite {
 	d.queue.mu.Lock()
 	defer d.queue.mu.Unlock()
-	n := min(len(d.queue.waiting), maxBatch)
+	n := 0
+	for n < min(len(d.queue.waiting), maxBatch) {
+		if d.queue.waiting[n].alone {
+			n = max(n, 1)
+			break
+		}
+		n++
+	}
 	batch := slices.Clone(d.queue.waiting[:n])
 	d.queue.waiting = slices.Delete(d.queue.waiting, 0, n)
 	return batch

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -326,5 +327,46 @@ func TestGroupCommitIsNotInterruptedInABatch(t *testing.T) {
 	<-quit
 	if err := <-keep; err != nil {
 		t.Fatalf("the write committed beside the one given up: %v", err)
+	}
+}
+
+// A large snapshot waits its turn with the others but is committed in a
+// transaction of its own (writeAlone): the small writes queued before and
+// after it still go together, and every one is stored.
+func TestALargeSnapshotIsCommittedAlone(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	var ids []int64
+	for i := range 5 {
+		ids = append(ids, connect(t, s, fmt.Sprintf("eg-%d", i), "estateguru"))
+	}
+	large := portfolio(7, 3)
+	large.Raw = bytes.Repeat([]byte(" "), aloneFrom) // a large answer, as far as its size goes
+	before := s.snapshots.queue.commits.Load()
+	release := holdGate(t, s.snapshots)
+	var wg gosync.WaitGroup
+	errs := make([]error, len(ids))
+	queued := 0
+	for i, id := range ids {
+		snap := portfolio(int64(i+1), 2)
+		if i == 2 {
+			snap = large
+		}
+		wg.Go(func() { errs[i] = s.SaveEstateGuru(ctx, id, day0, day0, snap) })
+		queued++
+		waitQueued(t, s.snapshots, queued) // in this order
+	}
+	release()
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	if got := s.snapshots.queue.commits.Load() - before; got != 3 {
+		t.Errorf("%d commits for two small writes, a large one and two small ones, want 3", got)
+	}
+	if got, want := dump(t, s.snapshots.DB, "SELECT count(*) FROM estateguru_snapshot"), "5|\n"; got != want {
+		t.Errorf("snapshots stored: %q, want %q", got, want)
 	}
 }

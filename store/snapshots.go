@@ -109,7 +109,7 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 	if err != nil {
 		return err
 	}
-	err = s.writeSnapshot(ctx, func(ctx context.Context, _ *sql.Conn, sqlTx *sql.Tx) error {
+	err = s.writeSnapshot(ctx, len(snap.Raw), func(ctx context.Context, _ *sql.Conn, sqlTx *sql.Tx) error {
 		tx := s.snapshots.prepare(sqlTx)
 		at := period.UTC().Format(TimeFormat)
 		if _, err := tx.exec(ctx, "DELETE FROM everreal_snapshot WHERE connection_id = ? AND snapshot_at = ?", connID, at); err != nil {
@@ -155,7 +155,7 @@ func (s *Store) SaveEverReal(ctx context.Context, connID int64, period, fetchedA
 // answer is stored in pieces shared with that snapshot.
 func (s *Store) SaveEstateGuru(ctx context.Context, connID int64, period, fetchedAt time.Time, snap EstateGuruSnapshot) error {
 	var written int64
-	err := s.writeSnapshot(ctx, func(ctx context.Context, conn *sql.Conn, sqlTx *sql.Tx) error {
+	err := s.writeSnapshot(ctx, len(snap.Raw), func(ctx context.Context, conn *sql.Conn, sqlTx *sql.Tx) error {
 		tx := s.snapshots.prepare(sqlTx)
 		at := period.UTC().Format(TimeFormat)
 		var replacing bool
@@ -441,11 +441,20 @@ func recordSuccess(ctx context.Context, tx preparedTx, connID int64, at time.Tim
 	return nil
 }
 
-// writeSnapshot runs write in a write transaction, perhaps shared with
-// other writes (group), on the connection it holds for the whole of it, so
-// write may also use the driver's connection (insertInvestments does).
-func (s *Store) writeSnapshot(ctx context.Context, write func(context.Context, *sql.Conn, *sql.Tx) error) error {
-	if err := s.snapshots.group(ctx, write); err != nil {
+// aloneFrom is the raw answer's size from which a snapshot is committed in
+// a transaction of its own (database.writeAlone): about 200 investments.
+const aloneFrom = 64 << 10
+
+// writeSnapshot runs write in a write transaction, shared with other
+// writes (group) unless the answer is size bytes from aloneFrom, on the
+// connection it holds for the whole of it, so write may also use the
+// driver's connection (insertInvestments does).
+func (s *Store) writeSnapshot(ctx context.Context, size int, write func(context.Context, *sql.Conn, *sql.Tx) error) error {
+	group := s.snapshots.group
+	if size >= aloneFrom {
+		group = s.snapshots.writeAlone
+	}
+	if err := group(ctx, write); err != nil {
 		return fileError(filepath.Join(s.dir, SnapshotsFile), "write snapshot to", err)
 	}
 	return nil
