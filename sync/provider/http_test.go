@@ -673,3 +673,28 @@ func TestTheCeilingHoldsAfterAPacerHold(t *testing.T) {
 		t.Fatalf("%d requests within %s under a ceiling of one per %s: want them spread over %s at least", calls, span, every, least)
 	}
 }
+
+// A long backoff before a retry gives the caller's network slot to other
+// work meanwhile (WaitHook), and takes it back before the retry leaves; a
+// short one keeps it.
+func TestALongBackoffStepsAside(t *testing.T) {
+	a, url := serve(t, status(503, `{"error":"temporarily_unavailable"}`),
+		status(503, `{"error":"temporarily_unavailable"}`, "Retry-After", "1"), status(200, `{}`))
+	var events []string
+	ctx := WithWaitHook(context.Background(), func() func() error {
+		events = append(events, fmt.Sprintf("aside after %d requests", a.hits.Load()))
+		return func() error {
+			events = append(events, "back")
+			return nil
+		}
+	})
+	var s sleeps
+	h := policy(2, &s)
+	h.Backoff = 10 * time.Millisecond // the first wait is short; the second, Retry-After's second, long
+	if _, err := h.Do(ctx, post(url)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(events, ", "), "aside after 2 requests, back"; got != want {
+		t.Fatalf("events: %s; want %s (only the long wait steps aside)", got, want)
+	}
+}
