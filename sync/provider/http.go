@@ -136,7 +136,7 @@ func (h *HTTP) Do(ctx context.Context, r Request) (*Response, error) {
 			if h.OnRetry != nil {
 				h.OnRetry(ctx, r, attempt, wait, lastErr)
 			}
-			if err := h.backOff(ctx, wait); err != nil {
+			if err := h.waitToRetry(ctx, wait); err != nil {
 				return nil, lastErr
 			}
 		}
@@ -424,10 +424,10 @@ func stopOf(ctx context.Context) context.Context {
 	return ctx
 }
 
-// backOff waits d before a retry, until the run stops. A long wait gives
+// waitToRetry waits d before a retry, until the run stops. A long wait gives
 // the caller's network slot to other work meanwhile (WaitHook), as a
 // pacer's does, and takes it back before the retry leaves.
-func (h *HTTP) backOff(ctx context.Context, d time.Duration) error {
+func (h *HTTP) waitToRetry(ctx context.Context, d time.Duration) error {
 	var resume func() error
 	if hook := waitHookOf(ctx); hook != nil && d > longWait {
 		resume = hook()
