@@ -396,56 +396,38 @@ func TestRefreshRequestAndRotation(t *testing.T) {
 	}
 }
 
+// A refresh refused for a moment is retried after the policy's backoff: a
+// gateway's 502, and the 403 EstateGuru answers a rate-limit breach with
+// (TestErrorKinds), retried as a 429 is instead of failing the connection.
 func TestRefreshRetriesTransientFailures(t *testing.T) {
-	n := 0
-	f := newFake(t, func(w http.ResponseWriter, r *http.Request, s seen) {
-		n++
-		if n == 1 {
-			writeJSON(w, 502, `<html>bad gateway</html>`)
-			return
-		}
-		writeJSON(w, 200, `{"access_token":"a","refresh_token":"r2","expires_in":43199}`)
-	})
-	c := f.client()
-	c.HTTP.Retries = 2
-	c.HTTP.Sleep = func(context.Context, time.Duration) error { return nil }
-	tok, err := c.Refresh(context.Background(), "r1")
-	if err != nil {
-		t.Fatalf("Refresh: %v", err)
-	}
-	if got, want := tok.Refresh.Reveal(), "r2"; got != want {
-		t.Fatalf("Refresh = %q, want %q", got, want)
-	}
-	if got, want := len(f.requests()), 2; got != want {
-		t.Fatalf("requests = %d, want %d", got, want)
-	}
-}
-
-// EstateGuru answers a rate-limit breach with 403 (TestErrorKinds): the
-// policy retries it as it retries a 429, after its backoff, instead of
-// failing the connection at the first one.
-func TestARateLimit403IsRetried(t *testing.T) {
-	n := 0
-	f := newFake(t, func(w http.ResponseWriter, r *http.Request, s seen) {
-		n++
-		if n == 1 {
-			w.WriteHeader(http.StatusForbidden)
-			return
-		}
-		writeJSON(w, 200, `{"access_token":"a","refresh_token":"r2","expires_in":43199}`)
-	})
-	c := f.client()
-	c.HTTP.Retries = 2
-	c.HTTP.Sleep = func(context.Context, time.Duration) error { return nil }
-	tok, err := c.Refresh(context.Background(), "r1")
-	if err != nil {
-		t.Fatalf("Refresh after a 403: %v, want it retried", err)
-	}
-	if got, want := tok.Refresh.Reveal(), "r2"; got != want {
-		t.Fatalf("Refresh = %q, want %q", got, want)
-	}
-	if got, want := len(f.requests()), 2; got != want {
-		t.Fatalf("requests = %d, want %d", got, want)
+	for name, first := range map[string]func(http.ResponseWriter){
+		"502": func(w http.ResponseWriter) { writeJSON(w, 502, `<html>bad gateway</html>`) },
+		"403": func(w http.ResponseWriter) { w.WriteHeader(http.StatusForbidden) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			n := 0
+			f := newFake(t, func(w http.ResponseWriter, r *http.Request, s seen) {
+				n++
+				if n == 1 {
+					first(w)
+					return
+				}
+				writeJSON(w, 200, `{"access_token":"a","refresh_token":"r2","expires_in":43199}`)
+			})
+			c := f.client()
+			c.HTTP.Retries = 2
+			c.HTTP.Sleep = func(context.Context, time.Duration) error { return nil }
+			tok, err := c.Refresh(context.Background(), "r1")
+			if err != nil {
+				t.Fatalf("Refresh after a %s: %v, want it retried", name, err)
+			}
+			if got, want := tok.Refresh.Reveal(), "r2"; got != want {
+				t.Fatalf("Refresh = %q, want %q", got, want)
+			}
+			if got, want := len(f.requests()), 2; got != want {
+				t.Fatalf("requests = %d, want %d", got, want)
+			}
+		})
 	}
 }
 
